@@ -1,0 +1,70 @@
+"""The per-request context shared by the layers.
+
+One mutable object per request, stored in the ASGI scope under `scope["ccproxy"]` and created by whichever
+layer sees the request first. Inner layers write it; outer layers read it after `await self.app(...)`.
+Contextvars are for logging only: a contextvar set inside does not reach the layers outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ccproxy_asgi.types import Scope
+
+SCOPE_KEY = "ccproxy"
+
+
+@dataclass(slots=True)
+class UpstreamAttempt:
+    """One call to the upstream, retries included: what the limiter, breaker and metrics learn from."""
+
+    url: str
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What several layers need to know about one request."""
+
+    request_id: str | None = None
+    body: bytes | None = None
+    # The parsed JSON body, parsed once by whichever layer needed it first. `json_error` holds why it
+    # could not be parsed, so later layers do not parse it again to find out.
+    json: Any = None
+    json_error: str | None = None
+    requested_model: str | None = None
+    upstream_model: str | None = None
+    upstream_name: str | None = None
+    stream: bool = False
+    estimated_input_tokens: int | None = None
+    usage: Usage | None = None
+    stop_reason: str | None = None
+    attempts: list[UpstreamAttempt] = field(default_factory=list)
+    # Set once the first byte of the response body went to the client: no retry, no second response start.
+    response_started: bool = False
+    client_key_id: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_context(scope: Scope) -> RequestContext:
+    """The request's context, created on first use."""
+    ctx = scope.get(SCOPE_KEY)
+    if ctx is None:
+        ctx = RequestContext()
+        scope[SCOPE_KEY] = ctx
+    return ctx  # type: ignore[no-any-return]
+
+
+__all__ = ["SCOPE_KEY", "RequestContext", "UpstreamAttempt", "Usage", "get_context"]

@@ -1,0 +1,168 @@
+"""Exceptions that carry what the wire needs, and the Anthropic error envelope.
+
+Every layer raises these where the cause is known (the endpoint on bad input, the provider on an upstream
+failure, the rate limiter on an exhausted budget, the breaker while open). They are turned into wire
+format in one place, `error_response_parts`, so a layer answers correctly with or without the error
+normalization layer mounted around it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ccproxy_asgi import jsonutil
+
+
+class ProxyError(Exception):
+    """Base of every error the proxy answers a client with.
+
+    `status` and `error_type` follow the Anthropic status table (PROTOCOL.md §5.2). `retry_after` is
+    seconds (float) and becomes `retry-after` (whole seconds, rounded up) and `retry-after-ms`.
+    `should_retry` becomes `x-should-retry` when not None, which the official SDKs obey over the status.
+    """
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        should_retry: bool | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.should_retry = should_retry
+        self.extra_headers: dict[str, str] = dict(headers or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status}, message={self.message!r})"
+
+
+class InvalidRequestError(ProxyError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(ProxyError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class BillingError(ProxyError):
+    status = 402
+    error_type = "billing_error"
+
+
+class PermissionDeniedError(ProxyError):
+    status = 403
+    error_type = "permission_error"
+
+
+class NotFoundError(ProxyError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class MethodNotAllowedError(ProxyError):
+    status = 405
+    error_type = "invalid_request_error"
+
+
+class RequestTooLargeError(ProxyError):
+    status = 413
+    error_type = "request_too_large"
+
+
+class RateLimitError(ProxyError):
+    status = 429
+    error_type = "rate_limit_error"
+
+
+class ApiError(ProxyError):
+    status = 500
+    error_type = "api_error"
+
+
+class UpstreamError(ApiError):
+    """The upstream failed in a way that is not the client's fault (bad gateway)."""
+
+    status = 502
+
+
+class UpstreamTimeoutError(ProxyError):
+    status = 504
+    error_type = "timeout_error"
+
+
+class OverloadedError(ProxyError):
+    status = 529
+    error_type = "overloaded_error"
+
+
+def error_body(error_type: str, message: str, request_id: str | None) -> dict[str, Any]:
+    """The Anthropic error envelope (PROTOCOL.md §5.1)."""
+    body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body
+
+
+def error_headers(error: ProxyError) -> list[tuple[bytes, bytes]]:
+    """Response headers an error carries besides content-type: retry hints and its own extras."""
+    headers: list[tuple[bytes, bytes]] = []
+    if error.retry_after is not None and error.retry_after >= 0:
+        headers.append((b"retry-after", str(max(0, math.ceil(error.retry_after))).encode()))
+        headers.append((b"retry-after-ms", str(max(0, round(error.retry_after * 1000))).encode()))
+    if error.should_retry is not None:
+        headers.append((b"x-should-retry", b"true" if error.should_retry else b"false"))
+    for name, value in error.extra_headers.items():
+        headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    return headers
+
+
+def error_response_parts(
+    error: ProxyError, request_id: str | None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of the JSON response for `error`."""
+    body = jsonutil.dumps(error_body(error.error_type, error.message, request_id))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *error_headers(error),
+    ]
+    if request_id is not None:
+        headers.append((b"request-id", request_id.encode("latin-1")))
+    return error.status, headers, body
+
+
+def sse_error_event(error_type: str, message: str, request_id: str | None) -> bytes:
+    """An `event: error` frame for errors after a stream began (PROTOCOL.md §5.5)."""
+    payload = jsonutil.dumps(error_body(error_type, message, request_id))
+    return b"event: error\ndata: " + payload + b"\n\n"
+
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "BillingError",
+    "InvalidRequestError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "ProxyError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+    "error_body",
+    "error_headers",
+    "error_response_parts",
+    "sse_error_event",
+]
