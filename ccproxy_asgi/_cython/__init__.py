@@ -1,0 +1,1 @@
+"""Hot paths, compiled with Cython when possible (stub: owned by the Cython work)."""
