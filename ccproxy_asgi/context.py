@@ -7,12 +7,20 @@ Contextvars are for logging only: a contextvar set inside does not reach the lay
 
 from __future__ import annotations
 
+import secrets
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
 from ccproxy_asgi.types import Scope
 
 SCOPE_KEY = "ccproxy"
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_request_id() -> str:
+    """An Anthropic-style request id: `req_` + 24 random base62 characters."""
+    return "req_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
 
 
 @dataclass(slots=True)
@@ -64,7 +72,23 @@ def get_context(scope: Scope) -> RequestContext:
     if ctx is None:
         ctx = RequestContext()
         scope[SCOPE_KEY] = ctx
-    return ctx  # type: ignore[no-any-return]
+    assert isinstance(ctx, RequestContext)
+    return ctx
 
 
-__all__ = ["SCOPE_KEY", "RequestContext", "UpstreamAttempt", "Usage", "get_context"]
+def ensure_request_id(ctx: RequestContext) -> str:
+    """The request id, generated here when no correlation layer set one."""
+    if ctx.request_id is None:
+        ctx.request_id = new_request_id()
+    return ctx.request_id
+
+
+__all__ = [
+    "SCOPE_KEY",
+    "new_request_id",
+    "RequestContext",
+    "UpstreamAttempt",
+    "Usage",
+    "ensure_request_id",
+    "get_context",
+]

@@ -1,0 +1,252 @@
+"""The `ccproxy-asgi` command: `serve`, `mock-upstream`, `config`.
+
+Exit codes: 0 success (including Ctrl-C), 1 a runtime failure (e.g. the port is taken), 2 bad usage or
+invalid configuration (one line per problem, naming the variable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
+
+from ccproxy_asgi import __version__
+from ccproxy_asgi.settings import Settings, describe_validation_error, env_name
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+SERVERS = ("uvicorn", "hypercorn", "granian")
+APP_TARGET = "ccproxy_asgi.asgi:app"
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+class ConfigurationError(Exception):
+    """Invalid settings, already described in one line per problem."""
+
+
+def load_settings_or_fail() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc)) from None
+    except SettingsError as exc:
+        # pydantic-settings raises this when a JSON-valued variable (CCPROXY_MODEL_MAP) is not JSON.
+        cause = exc.__cause__
+        raise ConfigurationError(f"invalid configuration: {exc}{f' ({cause})' if cause else ''}") from None
+
+
+def masked_config(settings: Settings) -> dict[str, Any]:
+    """Every setting by its variable name, secrets masked."""
+    out: dict[str, Any] = {}
+    for field in Settings.model_fields:
+        value = getattr(settings, field)
+        if isinstance(value, SecretStr):
+            value = "***" if value.get_secret_value() else ""
+        elif isinstance(value, list) and value and isinstance(value[0], SecretStr):
+            value = ["***"] * len(value)
+        out[env_name(field)] = value
+    return out
+
+
+@contextlib.contextmanager
+def mock_upstream_process() -> Iterator[str]:
+    """Start the built-in mock upstream on a free port; yield its OpenAI base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ccproxy_asgi.mock_upstream", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = _LISTENING.search(line)
+        if match is None:
+            raise RuntimeError(f"the mock upstream did not start: {line.strip() or 'no output'}")
+        yield match.group(1) + "/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _run_server(server: str, host: str, port: int, workers: int, log_level: str) -> None:
+    if server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(
+            APP_TARGET,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            loop="auto",
+            http="auto",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+        )
+    elif server == "hypercorn":
+        import asyncio
+
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        if workers > 1:
+            raise ConfigurationError(
+                "--workers > 1 with hypercorn: run `hypercorn -w N ccproxy_asgi.asgi:app`"
+            )
+        config = Config()
+        config.bind = [f"{host}:{port}"]
+        config.loglevel = log_level.upper()
+        from ccproxy_asgi.asgi import app
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(app, config))  # type: ignore[arg-type]
+    else:
+        from granian import Granian
+        from granian.constants import Interfaces
+
+        Granian(APP_TARGET, address=host, port=port, interface=Interfaces.ASGI, workers=workers).serve()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ccproxy_asgi.logs import configure_logging
+
+    # Flags win over the environment; the server's workers read the environment, so flags go there.
+    if args.log_level:
+        os.environ["CCPROXY_LOG_LEVEL"] = args.log_level
+    if args.log_format:
+        os.environ["CCPROXY_LOG_FORMAT"] = args.log_format
+    settings = load_settings_or_fail()
+    configure_logging(settings.log_level, settings.log_format)
+    if (
+        args.workers > 1
+        and settings.state_backend == "memory"
+        and (settings.rate_limit_rpm or settings.rate_limit_tpm)
+    ):
+        print(
+            f"WARNING: {args.workers} workers with the memory state backend: rate limits apply per process "
+            f"({args.workers}x the budget in total). Set CCPROXY_STATE_BACKEND=redis to share them.",
+            file=sys.stderr,
+        )
+    with contextlib.ExitStack() as stack:
+        if settings.uses_mock_upstream:
+            url = stack.enter_context(mock_upstream_process())
+            os.environ["CCPROXY_UPSTREAM_BASE_URL"] = url
+            os.environ.setdefault("CCPROXY_UPSTREAM_API_KEY", "mock-key")
+            print(
+                "=" * 72 + "\n"
+                f"No upstream configured: serving the built-in MOCK upstream at {url}.\n"
+                "Replies are canned. To use a real model, set CCPROXY_UPSTREAM_BASE_URL (or OPENAI_BASE_URL)\n"
+                "and CCPROXY_UPSTREAM_API_KEY (or OPENAI_API_KEY), e.g.\n"
+                "  CCPROXY_UPSTREAM_BASE_URL=https://api.openai.com/v1 CCPROXY_UPSTREAM_API_KEY=sk-... \\\n"
+                "  ccproxy-asgi serve\n" + "=" * 72,
+                file=sys.stderr,
+                flush=True,
+            )
+        print(
+            f"ccproxy-asgi {__version__} on http://{args.host}:{args.port} ({args.server}, "
+            f"{args.workers} worker{'s' if args.workers != 1 else ''}); "
+            f"point clients at it with ANTHROPIC_BASE_URL=http://{args.host}:{args.port}",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            _run_server(args.server, args.host, args.port, args.workers, settings.log_level)
+        except KeyboardInterrupt:
+            pass
+        except OSError as exc:
+            print(
+                f"error: could not serve on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr
+            )
+            return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from ccproxy_asgi import jsonutil
+
+    settings = load_settings_or_fail()
+    values = masked_config(settings)
+    if args.format == "json":
+        print(jsonutil.dumps(values).decode())
+    else:
+        for name, value in values.items():
+            shown = (
+                ""
+                if value is None
+                else (jsonutil.dumps(value).decode() if isinstance(value, (dict, list)) else value)
+            )
+            print(f"{name}={shown}")
+    if settings.uses_mock_upstream:
+        print("# no upstream configured: `serve` will start the built-in mock upstream", file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ccproxy_asgi.mock_upstream.cli import register_cli as register_mock_upstream
+
+    parser = argparse.ArgumentParser(
+        prog="ccproxy-asgi",
+        description="Anthropic Messages API proxy for OpenAI-compatible upstreams, as composable ASGI layers.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the proxy",
+        description="Serve the proxy. With no upstream "
+        "configured, the built-in mock upstream is started and used.",
+    )
+    serve.add_argument(
+        "--host", default=os.environ.get("CCPROXY_HOST", "127.0.0.1"), help="bind address (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=int(os.environ.get("CCPROXY_PORT", "8082")), help="port (default 8082)"
+    )
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--server", choices=SERVERS, default="uvicorn", help="ASGI server (default uvicorn)")
+    serve.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error", "critical"], help="log level"
+    )
+    serve.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    serve.set_defaults(handler=cmd_serve)
+
+    config = sub.add_parser("config", help="print the effective configuration (secrets masked)")
+    config.add_argument(
+        "--format", choices=["env", "json"], default="env", help="output format (default env)"
+    )
+    config.set_defaults(handler=cmd_config)
+
+    register_mock_upstream(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigurationError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return code
+
+
+__all__ = ["main"]

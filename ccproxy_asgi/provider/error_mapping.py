@@ -1,0 +1,115 @@
+"""Upstream HTTP errors -> the Anthropic error a client should see (PROTOCOL.md §5.4), in one table.
+
+The upstream may be OpenAI (`{"error": {"message", "type", "code", "param"}}`), vLLM
+(`{"object": "error", "message": ...}`), OpenRouter (`{"error": {"message", "code": 429, "metadata"}}`) or
+something that answers plain text; all of them are read defensively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ccproxy_asgi import jsonutil
+from ccproxy_asgi.errors import (
+    ApiError,
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProxyError,
+    RateLimitError,
+    RequestTooLargeError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from ccproxy_asgi.ratelimit_headers import anthropic_ratelimit_headers
+from ccproxy_asgi.retry import parse_retry_after
+
+_MAX_MESSAGE = 1000
+_QUOTA_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted", "billing_hard_limit_reached"})
+_CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamErrorDetail:
+    message: str
+    code: str | None
+    type: str | None
+
+
+def parse_error_body(body: bytes) -> UpstreamErrorDetail:
+    """The message, code and type of an upstream error body, whatever its shape."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data: Any = jsonutil.loads(body) if body else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict):
+            return UpstreamErrorDetail(
+                message=str(err.get("message") or text)[:_MAX_MESSAGE],
+                code=None if err.get("code") is None else str(err.get("code")),
+                type=None if err.get("type") is None else str(err.get("type")),
+            )
+        if isinstance(err, str):
+            return UpstreamErrorDetail(message=err[:_MAX_MESSAGE], code=None, type=None)
+        message = data.get("message") or data.get("detail") or text
+        code = data.get("code")
+        return UpstreamErrorDetail(
+            message=str(message)[:_MAX_MESSAGE],
+            code=None if code is None else str(code),
+            type=None if data.get("type") is None else str(data.get("type")),
+        )
+    return UpstreamErrorDetail(message=(text or "no error body")[:_MAX_MESSAGE], code=None, type=None)
+
+
+def _is_context_overflow(detail: UpstreamErrorDetail) -> bool:
+    haystack = f"{detail.code or ''} {detail.message}".lower()
+    return any(hint in haystack for hint in _CONTEXT_HINTS)
+
+
+def _is_quota(detail: UpstreamErrorDetail) -> bool:
+    return (detail.code in _QUOTA_CODES) or (detail.type in _QUOTA_CODES) or "quota" in detail.message.lower()
+
+
+def map_upstream_error(
+    status: int, headers: Mapping[str, str], body: bytes, *, client_key_forwarded: bool = False
+) -> ProxyError:
+    """The error to raise for an upstream answer with a non-2xx `status`."""
+    detail = parse_error_body(body)
+    message = detail.message
+    retry_after = parse_retry_after(headers)
+    if status == 400 or status == 422:
+        if _is_context_overflow(detail):
+            return InvalidRequestError(f"prompt is too long: {message}")
+        return InvalidRequestError(message)
+    if status in (401, 403):
+        if client_key_forwarded:
+            cls = AuthenticationError if status == 401 else PermissionDeniedError
+            return cls(message)
+        # The proxy's own key was refused: blaming the client's key would send them on a wrong hunt.
+        return ApiError(f"upstream credentials rejected ({status})")
+    if status == 404:
+        return NotFoundError(message)
+    if status == 408 or status == 504:
+        return UpstreamTimeoutError(f"upstream timed out: {message}", retry_after=retry_after)
+    if status == 413:
+        return RequestTooLargeError(message)
+    if status == 429:
+        if _is_quota(detail):
+            return RateLimitError(f"upstream quota exhausted: {message}", should_retry=False)
+        return RateLimitError(message, retry_after=retry_after, headers=anthropic_ratelimit_headers(headers))
+    if status in (503, 529):
+        return OverloadedError(f"upstream overloaded: {message}", retry_after=retry_after)
+    if status >= 500:
+        return ApiError(f"upstream error ({status}): {message}", retry_after=retry_after)
+    if 400 <= status < 500:
+        return InvalidRequestError(message)
+    return UpstreamError(f"unexpected upstream status {status}")
+
+
+__all__ = ["UpstreamErrorDetail", "map_upstream_error", "parse_error_body"]

@@ -1,0 +1,179 @@
+"""`OpenAIProvider`: chat completions from an OpenAI-compatible upstream, with the retry policy.
+
+Retries happen here and only here (no SDK underneath with a retry loop of its own), and only before a
+response is handed to the endpoint, so nothing is ever retried after a byte reached the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import SecretStr
+
+from ccproxy_asgi import __version__, jsonutil
+from ccproxy_asgi.context import RequestContext, UpstreamAttempt
+from ccproxy_asgi.errors import ProxyError, UpstreamError
+from ccproxy_asgi.provider.error_mapping import map_upstream_error
+from ccproxy_asgi.retry import RetryPolicy
+from ccproxy_asgi.tokens.counter import TokenCounter
+from ccproxy_asgi.upstream.base import UpstreamClient, UpstreamResponse
+
+_MODELS_TTL_SECONDS = 300.0
+
+
+class OpenAIProvider:
+    """Implements `ChatProvider` over an `UpstreamClient`."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: SecretStr | None,
+        client: UpstreamClient,
+        token_counter: TokenCounter,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._completions_url = self._base_url + "/chat/completions"
+        self._api_key = api_key
+        self._client = client
+        self._token_counter = token_counter
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._models: tuple[float, list[str]] | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(base_url={self._base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    def _headers(self, ctx: RequestContext, client_key: str | None) -> dict[str, str]:
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": f"ccproxy-asgi/{__version__}",
+        }
+        key = (
+            client_key
+            if client_key is not None
+            else (self._api_key.get_secret_value() if self._api_key is not None else None)
+        )
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        if ctx.request_id:
+            headers["x-request-id"] = ctx.request_id
+        traceparent = ctx.extras.get("traceparent")
+        if isinstance(traceparent, str):
+            headers["traceparent"] = traceparent
+        return headers
+
+    async def _post(
+        self, payload: dict[str, Any], ctx: RequestContext, client_key: str | None
+    ) -> UpstreamResponse:
+        """POST to the completions URL until a 200 arrives or the policy gives up."""
+        content = jsonutil.dumps(payload)
+        headers = self._headers(ctx, client_key)
+        last = self._retry.max_attempts - 1
+        for attempt in range(self._retry.max_attempts):
+            record = UpstreamAttempt(url=self._completions_url)
+            ctx.attempts.append(record)
+            started = self._clock()
+            try:
+                response = await self._client.send(
+                    "POST", self._completions_url, headers=headers, content=content
+                )
+            except ProxyError as exc:
+                record.duration_s = self._clock() - started
+                record.error = type(exc).__name__
+                delay = None if attempt == last else self._retry.delay(attempt)
+                if delay is None:
+                    raise
+                await self._sleep(delay)
+                continue
+            record.status = response.status
+            record.headers = dict(response.headers)
+            if response.status == 200:
+                record.duration_s = self._clock() - started
+                return response
+            try:
+                body = await response.read()
+            except ProxyError:
+                body = b""
+            finally:
+                await response.aclose()
+            record.duration_s = self._clock() - started
+            error = map_upstream_error(
+                response.status, record.headers, body, client_key_forwarded=client_key is not None
+            )
+            retryable = error.should_retry is not False and self._retry.is_retryable(
+                response.status, record.headers
+            )
+            delay = self._retry.delay(attempt, record.headers) if retryable and attempt < last else None
+            if delay is None:
+                raise error
+            await self._sleep(delay)
+        raise UpstreamError("upstream retries exhausted")  # unreachable: the last attempt raises
+
+    async def complete(
+        self, payload: dict[str, Any], ctx: RequestContext, *, client_key: str | None = None
+    ) -> dict[str, Any]:
+        response = await self._post(payload, ctx, client_key)
+        try:
+            body = await response.read()
+        finally:
+            await response.aclose()
+        try:
+            data = jsonutil.loads(body)
+        except ValueError as exc:
+            raise UpstreamError("invalid upstream response: body is not JSON") from exc
+        if not isinstance(data, dict):
+            raise UpstreamError("invalid upstream response: body is not a JSON object")
+        return data
+
+    @asynccontextmanager
+    async def stream(
+        self, payload: dict[str, Any], ctx: RequestContext, *, client_key: str | None = None
+    ) -> AsyncIterator[UpstreamResponse]:
+        response = await self._post(payload, ctx, client_key)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def count_tokens(self, body: dict[str, Any], *, upstream_model: str) -> int:
+        return await self._token_counter.acount_request(body, model=upstream_model)
+
+    async def list_models(self) -> list[str]:
+        now = self._clock()
+        if self._models is not None and now - self._models[0] < _MODELS_TTL_SECONDS:
+            return self._models[1]
+        headers = self._headers(RequestContext(), None)
+        response = await self._client.send("GET", self._base_url + "/models", headers=headers)
+        try:
+            body = await response.read()
+        finally:
+            await response.aclose()
+        if response.status != 200:
+            raise map_upstream_error(response.status, dict(response.headers), body)
+        try:
+            data = jsonutil.loads(body)
+            ids = [str(item["id"]) for item in data["data"] if isinstance(item, dict) and "id" in item]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UpstreamError("invalid upstream response to GET /models") from exc
+        self._models = (now, ids)
+        return ids
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+__all__ = ["OpenAIProvider"]
