@@ -1,4 +1,52 @@
 """ccproxy-asgi: composable ASGI layers in front of an Anthropic Messages API endpoint backed by an
-OpenAI-compatible upstream."""
+OpenAI-compatible upstream.
+
+The public names are imported lazily, so `import ccproxy_asgi` (and every `python -m ccproxy_asgi.…`)
+stays cheap and pulls in no HTTP library until one is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from ccproxy_asgi.app import create_app
+    from ccproxy_asgi.context import RequestContext, get_context
+    from ccproxy_asgi.endpoint.app import AnthropicEndpoint
+    from ccproxy_asgi.errors import ProxyError
+    from ccproxy_asgi.settings import Settings
+
+_EXPORTS = {
+    "AnthropicEndpoint": "ccproxy_asgi.endpoint.app",
+    "ProxyError": "ccproxy_asgi.errors",
+    "RequestContext": "ccproxy_asgi.context",
+    "Settings": "ccproxy_asgi.settings",
+    "create_app": "ccproxy_asgi.app",
+    "get_context": "ccproxy_asgi.context",
+}
+
+__all__ = [
+    "AnthropicEndpoint",
+    "ProxyError",
+    "RequestContext",
+    "Settings",
+    "__version__",
+    "create_app",
+    "get_context",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ccproxy_asgi' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

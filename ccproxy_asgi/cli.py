@@ -178,6 +178,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from ccproxy_asgi import jsonutil
 
+    if args.format == "markdown":
+        from ccproxy_asgi.settings_reference import render_reference
+
+        print(render_reference(), end="")
+        return EXIT_OK
     settings = load_settings_or_fail()
     values = masked_config(settings)
     if args.format == "json":
@@ -228,7 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="print the effective configuration (secrets masked)")
     config.add_argument(
-        "--format", choices=["env", "json"], default="env", help="output format (default env)"
+        "--format",
+        choices=["env", "json", "markdown"],
+        default="env",
+        help="env or json: the effective values; markdown: the reference of every setting (default env)",
     )
     config.set_defaults(handler=cmd_config)
 

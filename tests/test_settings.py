@@ -1,0 +1,114 @@
+"""Settings: environment names, fallbacks, parsing and the one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ccproxy_asgi.settings import Settings, describe_validation_error, env_name
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("CCPROXY_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # so a developer's own .env is not read
+
+
+def test_defaults_serve_the_mock_upstream() -> None:
+    settings = Settings()
+    assert settings.upstream_base_url is None
+    assert settings.uses_mock_upstream
+    assert settings.http_client == "aiohttp"
+    assert settings.rate_limit_window_seconds == 60
+    assert settings.log_format == "text"
+
+
+@pytest.mark.parametrize(
+    ("variable", "field", "raw", "expected"),
+    [
+        ("CCPROXY_BIG_MODEL", "big_model", "gpt-5", "gpt-5"),
+        ("CCPROXY_SMALL_MODEL", "small_model", "gpt-5-mini", "gpt-5-mini"),
+        ("CCPROXY_HTTP_CLIENT", "http_client", "httpx", "httpx"),
+        ("CCPROXY_RATE_LIMIT_RPM", "rate_limit_rpm", "120", 120),
+        ("CCPROXY_RATE_LIMIT_TPM", "rate_limit_tpm", "90000", 90000),
+        ("CCPROXY_RATE_LIMIT_WINDOW_SECONDS", "rate_limit_window_seconds", "5", 5.0),
+        ("CCPROXY_RATE_LIMIT_MAX_WAIT_SECONDS", "rate_limit_max_wait_seconds", "2.5", 2.5),
+        ("CCPROXY_STATE_BACKEND", "state_backend", "redis", "redis"),
+        ("CCPROXY_BREAKER_FAILURE_THRESHOLD", "breaker_failure_threshold", "3", 3),
+        ("CCPROXY_BREAKER_RECOVERY_SECONDS", "breaker_recovery_seconds", "12", 12.0),
+        ("CCPROXY_LOG_FORMAT", "log_format", "json", "json"),
+        ("CCPROXY_MODEL_MAP", "model_map", '{"claude-3-*": "gpt-4o"}', {"claude-3-*": "gpt-4o"}),
+        ("CCPROXY_REASONING_MODELS", "reasoning_models", "gpt-oss*, qwq*", ["gpt-oss*", "qwq*"]),
+    ],
+)
+def test_documented_variables(
+    monkeypatch: pytest.MonkeyPatch, variable: str, field: str, raw: str, expected: object
+) -> None:
+    assert env_name(field) == variable
+    monkeypatch.setenv(variable, raw)
+    assert getattr(Settings(), field) == expected
+
+
+def test_upstream_falls_back_to_openai_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://example.test/v1/")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fallback-0123456789")
+    settings = Settings()
+    assert settings.upstream_base_url == "https://example.test/v1"
+    assert settings.upstream_api_key is not None
+    assert settings.upstream_api_key.get_secret_value() == "sk-fallback-0123456789"
+
+
+def test_ccproxy_variables_win_over_openai_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://fallback.test/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fallback-0123456789")
+    monkeypatch.setenv("CCPROXY_UPSTREAM_BASE_URL", "https://primary.test/v1")
+    monkeypatch.setenv("CCPROXY_UPSTREAM_API_KEY", "sk-primary-0123456789")
+    settings = Settings()
+    assert settings.upstream_base_url == "https://primary.test/v1"
+    assert settings.upstream_api_key is not None
+    assert settings.upstream_api_key.get_secret_value() == "sk-primary-0123456789"
+
+
+def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
+    (tmp_path / ".env").write_text("CCPROXY_BIG_MODEL=from-dotenv\n")  # type: ignore[operator]
+    assert Settings().big_model == "from-dotenv"
+    monkeypatch.setenv("CCPROXY_BIG_MODEL", "from-env")
+    assert Settings().big_model == "from-env"
+
+
+def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CCPROXY_UPSTREAM_API_KEY", "sk-upstream-secret-0123456789")
+    monkeypatch.setenv("CCPROXY_API_KEYS", "client-key-one,client-key-two")
+    monkeypatch.setenv("CCPROXY_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0")
+    settings = Settings()
+    assert [key.get_secret_value() for key in settings.api_keys] == ["client-key-one", "client-key-two"]
+    for text in (repr(settings), str(settings), settings.model_dump_json()):
+        assert "sk-upstream-secret" not in text
+        assert "client-key-one" not in text
+        assert "hunter2" not in text
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "fragment"),
+    [
+        ("CCPROXY_RATE_LIMIT_RPM", "lots", "CCPROXY_RATE_LIMIT_RPM"),
+        ("CCPROXY_RATE_LIMIT_TPM", "-5", "CCPROXY_RATE_LIMIT_TPM"),
+        ("CCPROXY_HTTP_CLIENT", "curl", "CCPROXY_HTTP_CLIENT"),
+        ("CCPROXY_UPSTREAM_BASE_URL", "ftp://nope", "must start with http:// or https://"),
+        ("CCPROXY_STATE_BACKEND", "etcd", "CCPROXY_STATE_BACKEND"),
+    ],
+)
+def test_invalid_values_give_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, raw: str, fragment: str
+) -> None:
+    monkeypatch.setenv(variable, raw)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = describe_validation_error(info.value)
+    assert len(message.splitlines()) == 1
+    assert variable in message
+    assert fragment in message
