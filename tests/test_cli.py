@@ -110,10 +110,10 @@ def test_serve_without_upstream_runs_the_mock_and_answers() -> None:
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            stdout, stderr = process.communicate(timeout=15)
+            _, stderr = process.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-            stdout, stderr = process.communicate()
+            _, stderr = process.communicate()
     assert process.returncode == 0, stderr
     assert "MOCK upstream" in stderr
     assert "CCPROXY_UPSTREAM_BASE_URL" in stderr
