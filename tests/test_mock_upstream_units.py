@@ -313,3 +313,14 @@ def test_agent_loops_end_after_tool_results() -> None:
         {"role": "user", "content": "and now?"},
     ]
     assert plan_reply({"model": "gpt-4o", "messages": answered, "tools": TOOLS}, config).tool_calls == ()
+
+
+def test_trailing_system_messages_do_not_hide_the_users_turn() -> None:
+    # Claude Code sends agent/skill listings as a system message after the user's turn.
+    request = body("[[tool:one]]", tools=TOOLS)
+    request["messages"] = [
+        {"role": "system", "content": "You are an agent."},
+        *request["messages"],
+        {"role": "system", "content": "Available agent types: ..."},
+    ]
+    assert [c.name for c in plan_reply(request, MockConfig()).tool_calls] == ["one"]

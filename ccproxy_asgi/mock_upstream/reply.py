@@ -297,20 +297,25 @@ def plan_reply(
         parse_directives(message_text(messages[user_at].get("content"))) if user_at >= 0 else Directives()
     )
     knobs = resolve_knobs(config, directives, headers)
-    last_role = _role(messages[-1]) if messages else None
+    # Claude Code appends mid-conversation system messages (agent and skill listings) after the user's
+    # turn; the turn being answered is the last non-system message.
+    turns = list(messages)
+    while turns and _role(turns[-1]) in ("system", "developer"):
+        turns.pop()
+    last_role = _role(turns[-1]) if turns else None
     # A translated Anthropic turn may put the user's extra text blocks (Claude Code's reminders) in a user
     # message right after the tool results; without a directive of its own, that still answers the tools.
     follows_tools = (
         last_role == "user"
-        and len(messages) >= 2
-        and _role(messages[-2]) == "tool"
+        and len(turns) >= 2
+        and _role(turns[-2]) == "tool"
         and not directives.tools
         and "reply" not in directives.values
     )
 
     tool_calls: list[ToolCall] = []
     if last_role == "tool" or follows_tools:
-        content = _tool_result_text(messages if last_role == "tool" else messages[:-1])
+        content = _tool_result_text(turns if last_role == "tool" else turns[:-1])
     else:
         if last_role == "user":
             tool_calls = _choose_tool_calls(body, config, directives, len(messages))
