@@ -22,6 +22,17 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def client_key_from(scope: Scope) -> str | None:
+    """The key the client presented, `x-api-key` or `Authorization: Bearer`."""
+    key = header(scope, b"x-api-key")
+    if key:
+        return key
+    auth = header(scope, b"authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return None
+
+
 def route_path(scope: Scope) -> str:
     """The path below the mount point, whichever convention the server and router use for root_path."""
     path: str = scope.get("path", "/")
@@ -115,6 +126,7 @@ async def send_error(send: Send, error: ProxyError, request_id: str | None) -> N
 
 __all__ = [
     "ClientDisconnected",
+    "client_key_from",
     "header",
     "parse_json_body",
     "read_body",

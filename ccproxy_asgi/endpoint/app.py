@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.asgi_io import (
     ClientDisconnected,
-    header,
+    client_key_from,
     parse_json_body,
     read_body,
     route_path,
@@ -41,17 +41,6 @@ logger = logging.getLogger("ccproxy_asgi.endpoint")
 
 _ROOT_BODY = jsonutil.dumps({"service": "ccproxy-asgi", "status": "ok"})
 _MODELS_PREFIX = "/v1/models/"
-
-
-def client_key_from(scope: Scope) -> str | None:
-    """The key the client presented, `x-api-key` or `Authorization: Bearer`."""
-    key = header(scope, b"x-api-key")
-    if key:
-        return key
-    auth = header(scope, b"authorization")
-    if auth and auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    return None
 
 
 class AnthropicEndpoint:
@@ -181,4 +170,4 @@ class AnthropicEndpoint:
                 return
 
 
-__all__ = ["AnthropicEndpoint", "client_key_from"]
+__all__ = ["AnthropicEndpoint"]
