@@ -118,14 +118,23 @@ class MessagesHandler:
             final = b""
             try:
                 await writer.write(translator.start())
-                async for raw in upstream.aiter_bytes():
-                    events = translator.feed_sse_bytes(raw)
-                    if events:
-                        await writer.write(events)
-                    if translator.done:
+                chunks = upstream.aiter_bytes()
+                while not translator.done:
+                    try:
+                        raw = await anext(chunks)
+                    except StopAsyncIteration:
+                        events = translator.feed_eof()
+                        if events:
+                            await writer.write(events)
                         break
-                else:
-                    events = translator.feed_eof()
+                    except ProxyError as exc:
+                        if not translator.saw_finish:
+                            raise
+                        # The answer was complete (finish_reason arrived); only the end of the body,
+                        # `[DONE]` and perhaps the usage chunk, was lost: close it as a normal end.
+                        logger.info("upstream connection lost after finish_reason: %s", exc.message)
+                        break
+                    events = translator.feed_sse_bytes(raw)
                     if events:
                         await writer.write(events)
                 if not translator.done and not translator.ended_cleanly:
