@@ -125,7 +125,7 @@ def test_gpt5_is_reasoning(model: str) -> None:
     assert profile.reasoning
     assert profile.max_tokens_field == "max_completion_tokens"
     assert profile.max_stop_sequences == 0
-    assert profile.max_tool_description_chars == 1024
+    assert profile.max_tool_description_chars is None  # OpenAI lifted its 1024-character limit in 2025
 
 
 def test_gpt5_effort_sets() -> None:

@@ -769,7 +769,8 @@ def test_server_tools_are_refused_by_default() -> None:
 def test_long_tool_descriptions_move_to_the_system_prompt() -> None:
     description = "Run a command. " * 200
     tool = {**_read_tool(), "name": "Bash", "description": description}
-    payload = _run(_body(system="Base prompt.", tools=[tool]), profile=default_profile("gpt-4o")).payload
+    profile = ModelProfile(max_tool_description_chars=1024)
+    payload = _run(_body(system="Base prompt.", tools=[tool]), profile=profile).payload
     assert len(payload["tools"][0]["function"]["description"]) <= 1024
     system = payload["messages"][0]["content"]
     assert system.startswith("Base prompt.\n\n")
@@ -784,10 +785,29 @@ def test_short_user_id_is_sent_as_is() -> None:
 
 
 def test_long_user_id_is_hashed_to_64_characters() -> None:
-    user_id = json.dumps({"device_id": "d" * 64, "account_uuid": "a-b-c", "session_id": "s-e-s"})
+    user_id = "u" * 100
     sent = _run(_body(metadata={"user_id": user_id})).payload["user"]
     assert sent == hashlib.sha256(user_id.encode()).hexdigest()
     assert len(sent) == 64
+
+
+def test_claude_code_user_id_hash_is_stable_across_sessions() -> None:
+    def sent(session: str, device: str = "d" * 64) -> str:
+        user_id = json.dumps({"device_id": device, "account_uuid": "", "session_id": session})
+        return str(_run(_body(metadata={"user_id": user_id})).payload["user"])
+
+    assert sent("session-one") == sent("session-two")
+    assert sent("session-one") != sent("session-one", device="e" * 64)
+    assert len(sent("s")) == 64
+
+
+def test_billing_header_system_block_is_not_sent_upstream() -> None:
+    system = [
+        {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.1c0; cc_entrypoint=sdk-cli;"},
+        {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+    ]
+    payload = _run(_body(system=system)).payload
+    assert payload["messages"][0] == {"role": "system", "content": "You are Claude Code."}
 
 
 def test_user_id_field_option() -> None:
@@ -816,8 +836,9 @@ def test_claude_code_request_translates_for_gpt5() -> None:
     assert payload["stream_options"] == {"include_usage": True}
     assert len(payload["tools"]) == 24
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", t["function"]["name"]) for t in payload["tools"])
-    assert all(len(t["function"].get("description", "")) <= 1024 for t in payload["tools"])
-    assert "## Tool Bash" in payload["messages"][0]["content"]
+    # No description limit by default: the 19 KB one goes as it is, and is not repeated in the system.
+    assert max(len(t["function"].get("description", "")) for t in payload["tools"]) > 18_000
+    assert "## Tool Bash" not in payload["messages"][0]["content"]
     long_name = next(t["name"] for t in body["tools"] if len(t["name"]) > 64)
     assert translated.tool_names.upstream_name(long_name) != long_name
     assert len(payload["user"]) == 64

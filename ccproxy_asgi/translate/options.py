@@ -44,9 +44,10 @@ class ModelProfile:
       detected by the proxy instead (OpenAI: 4; reasoning models: 0).
     - `tool_call_ids`: `openai` keeps ids matching `[A-Za-z0-9_-]{1,64}`; `alnum9` rewrites every id to
       exactly nine alphanumerics (Mistral-family templates).
-    - `max_tool_description_chars`: OpenAI rejects function descriptions over 1024 characters
-      (`string_above_max_length`); longer ones are cut there and given in full in the system prompt.
-      None: no limit.
+    - `max_tool_description_chars`: for upstreams that reject long function descriptions (OpenAI did,
+      with `string_above_max_length` over 1024 characters, until it lifted the limit in 2025; some
+      gateways still do): longer ones are cut there and given in full in the system prompt. None: no
+      limit. Off by default: the duplicate text costs about 9 % more prompt tokens on Claude Code.
     """
 
     reasoning: bool = False
@@ -125,20 +126,17 @@ _O_SERIES = re.compile(r"o[1-9](?![0-9])")
 _GPT5_MINOR = re.compile(r"gpt-5\.\d")
 _OPENAI_CHAT = ("gpt-4", "gpt-3.5", "chatgpt-")
 
-_OPENAI_DESCRIPTION_LIMIT = 1024
 _NON_REASONING_OPENAI = ModelProfile(
     reasoning=False,
     efforts=(),
     max_tokens_field="max_completion_tokens",
     max_stop_sequences=4,
-    max_tool_description_chars=_OPENAI_DESCRIPTION_LIMIT,
 )
 _REASONING_OPENAI = ModelProfile(
     reasoning=True,
     efforts=("low", "medium", "high"),
     max_tokens_field="max_completion_tokens",
     max_stop_sequences=0,
-    max_tool_description_chars=_OPENAI_DESCRIPTION_LIMIT,
 )
 # Self-hosted engines (vLLM, llama.cpp, Ollama, TGI) and gateways in front of them: `max_tokens` is the
 # field every one of them knows, and `top_k` is a sampling extension they implement. The OpenAI API
@@ -156,7 +154,6 @@ def default_profile(model: str) -> ModelProfile:
     - `gpt-5*`: reasoning, `max_completion_tokens`; `gpt-5` adds `minimal`, `gpt-5.N` adds `none`;
       `*-chat*` variants are not reasoning models.
     - `gpt-4*`, `gpt-3.5*`, `chatgpt-*`: not reasoning, `max_completion_tokens`, no `top_k`.
-    - all of the above (OpenAI's own models): tool descriptions limited to 1024 characters.
     - anything else (self-hosted vLLM/llama.cpp/Ollama, Azure deployment names): not reasoning,
       `max_tokens`, `top_k` forwarded, up to 4 stop sequences.
     """
@@ -199,16 +196,18 @@ class ProfileResolver:
         reasoning_globs: Iterable[str] = (),
         max_tokens_field: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto",
         forward_top_k: bool | None = None,
+        max_tool_description_chars: int | None = None,
         overrides: Sequence[tuple[str, ModelProfile]] = (),
     ) -> ProfileResolver:
         """A resolver from flat settings: `reasoning_globs` mark more models as reasoning models;
-        `max_tokens_field` other than `auto` and `forward_top_k` other than None apply to every
-        model; explicit `overrides` come first and are taken as they are."""
+        `max_tokens_field` other than `auto`, `forward_top_k` and `max_tool_description_chars` other
+        than None apply to every model; explicit `overrides` come first and are taken as they are."""
         return _SettingsResolver(
             overrides=tuple(overrides),
             reasoning_globs=tuple(g.lower() for g in reasoning_globs),
             max_tokens_field=max_tokens_field,
             forward_top_k=forward_top_k,
+            max_tool_description_chars=max_tool_description_chars,
         )
 
 
@@ -217,6 +216,7 @@ class _SettingsResolver(ProfileResolver):
     reasoning_globs: tuple[str, ...] = ()
     max_tokens_field: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
     forward_top_k: bool | None = None
+    max_tool_description_chars: int | None = None
 
     def __call__(self, model: str) -> ModelProfile:
         lowered = model.lower()
@@ -236,6 +236,8 @@ class _SettingsResolver(ProfileResolver):
             profile = replace(profile, max_tokens_field=self.max_tokens_field)
         if self.forward_top_k is not None:
             profile = replace(profile, forward_top_k=self.forward_top_k and not profile.reasoning)
+        if self.max_tool_description_chars is not None:
+            profile = replace(profile, max_tool_description_chars=self.max_tool_description_chars)
         return profile
 
 

@@ -670,14 +670,29 @@ def _user_field(body: dict[str, Any]) -> str | None:
         _fail("metadata.user_id: Input should be a valid string")
     if len(user_id) <= 64:
         return user_id
-    # Claude Code sends a JSON document here; OpenAI takes at most 64 characters. The hash stays stable
-    # per user, which is all the field is for.
-    return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
+    # OpenAI takes at most 64 characters. Claude Code sends a JSON document whose `session_id` changes
+    # every session: only the parts that identify the user (device, account) go into the hash, so it
+    # stays stable per user, which is all the field is for.
+    identity = user_id
+    if user_id.startswith("{"):
+        try:
+            parsed = jsonutil.loads(user_id)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and ("device_id" in parsed or "account_uuid" in parsed):
+            identity = f"{parsed.get('account_uuid') or ''}|{parsed.get('device_id') or ''}"
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# Claude Code opens its system prompt with an Anthropic billing line whose suffix changes with every
+# conversation; it means nothing to another provider and would defeat the upstream's prefix caching.
+_BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
 
 
 def _system_text(body: dict[str, Any], tools: TranslatedTools) -> str:
     system = body.get("system")
-    text = _join(_text_blocks(system, "system")) if system is not None else ""
+    blocks = _text_blocks(system, "system") if system is not None else []
+    text = _join([block for block in blocks if not block.startswith(_BILLING_HEADER_PREFIX)])
     if tools.long_descriptions:
         sections = [f"## Tool {name}\n{description}" for name, description in tools.long_descriptions]
         appendix = (
