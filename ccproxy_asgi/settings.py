@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CCPROXY_"
@@ -25,6 +25,27 @@ def _split_csv(value: Any) -> Any:
             return json.loads(stripped)
         return [item.strip() for item in stripped.split(",") if item.strip()]
     return value
+
+
+class FallbackUpstream(BaseModel):
+    """One fallback upstream: where it is, its key, and how requested models map to its own models
+    (no mapping at all: the main upstream's model name is sent unchanged)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    base_url: str
+    api_key: SecretStr | None = None
+    big_model: str | None = None
+    small_model: str | None = None
+    model_map: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -79,6 +100,12 @@ class Settings(BaseSettings):
         default=None,
         description="Forward top_k; unset: per model family (self-hosted yes, OpenAI models no).",
     )
+    max_tool_description_chars: int = Field(
+        default=0,
+        ge=0,
+        description="Cut tool descriptions to this many characters (the full text moves to the system prompt), "
+        "for upstreams that limit them; 0 = no limit.",
+    )
     server_tools: Literal["reject", "drop"] = Field(
         default="reject",
         description="What to do with Anthropic server tools (web_search, code_execution, ...).",
@@ -98,6 +125,60 @@ class Settings(BaseSettings):
     rate_limit_max_wait_seconds: float = Field(
         default=30.0, ge=0, description="How long a request may queue for budget before a 429."
     )
+    rate_limit_input_tpm: int = Field(
+        default=0, ge=0, description="Input (prompt) tokens per window, besides the TPM budget; 0 = off."
+    )
+    rate_limit_output_tpm: int = Field(
+        default=0, ge=0, description="Output tokens (max_tokens reserved) per window; 0 = off."
+    )
+    rate_limit_key: Literal["global", "model", "client", "client_model"] = Field(
+        default="global",
+        description="What a budget belongs to: the whole proxy, each upstream model, each client key, "
+        "or each client key and model.",
+    )
+    rate_limit_budgets: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="JSON object of limiter key -> budget overriding the defaults for that key, e.g. "
+        '{"model:gpt-4o":{"rpm":500,"tpm":30000}} (fields rpm, tpm, input_tpm, output_tpm; 0 = off; '
+        "with rate_limit_key=model a bare model name works too).",
+    )
+    rate_limit_default_max_tokens: int = Field(
+        default=4096, ge=0, description="Output tokens reserved for a request that names no max_tokens."
+    )
+    rate_limit_adaptive: bool = Field(
+        default=True,
+        description="Adapt to the upstream: cut limits on its 429s, pause for its retry-after, grow back "
+        "after successes, and tighten from its x-ratelimit-remaining-* headers.",
+    )
+    rate_limit_decrease_factor: float = Field(
+        default=0.8, gt=0, lt=1, description="Limits are multiplied by this on an upstream 429."
+    )
+    rate_limit_min_factor: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Floor of the adaptive factor (fraction of the configured limits).",
+    )
+    rate_limit_increase_factor: float = Field(
+        default=1.1, ge=1, description="Limits are multiplied by this after a run of successes."
+    )
+    rate_limit_successes_to_increase: int = Field(
+        default=10, ge=1, description="Consecutive successful responses before the limits grow."
+    )
+    rate_limit_store_failure_mode: Literal["open", "closed"] = Field(
+        default="open",
+        description="When the shared (redis) store is unreachable: admit without limits (open) or "
+        "answer 429 (closed). Either way it is logged as an error and retried every second.",
+    )
+    rate_limit_redis_prefix: str = Field(
+        default="ccproxy:rl", description="Prefix of the rate limiter's Redis keys."
+    )
+    rate_limit_window_margin_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        description="Added to the window locally: the upstream counts a request when it arrives, a little "
+        "after the proxy admitted it.",
+    )
     max_request_bytes: int = Field(
         default=32 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above)."
     )
@@ -105,12 +186,79 @@ class Settings(BaseSettings):
     # --- breaker --------------------------------------------------------------------------------------
     breaker_failure_threshold: int = Field(default=5, ge=1, description="Consecutive failures that open it.")
     breaker_recovery_seconds: float = Field(default=30.0, gt=0, description="Time open before probing.")
+    breaker_enabled: bool = Field(default=True, description="Put the circuit breaker in front of the upstream(s).")
+    breaker_failure_ratio: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Also open when this fraction of the requests in the window failed; 0 = off.",
+    )
+    breaker_window_seconds: float = Field(default=60.0, gt=0, description="Window of the failure ratio.")
+    breaker_min_requests: int = Field(
+        default=20, ge=1, description="Requests in the window before the failure ratio is judged."
+    )
+    breaker_recovery_growth: float = Field(
+        default=1.0, ge=1, description="Recovery time multiplier per further trip without a close; 1 = off."
+    )
+    breaker_max_recovery_seconds: float = Field(default=300.0, gt=0, description="Cap of the recovery time.")
+    breaker_half_open_probes: int = Field(
+        default=1, ge=1, description="Requests let through at once while half-open."
+    )
+    breaker_half_open_successes: int = Field(
+        default=1, ge=1, description="Probe successes that close the breaker again."
+    )
+    breaker_probe_lease_seconds: float = Field(
+        default=120.0, gt=0, description="A probe slot whose request never reported back is freed after this."
+    )
+    breaker_count_429: bool = Field(default=False, description="Count upstream 429s as breaker failures.")
+    breaker_key: Literal["upstream", "upstream_model"] = Field(
+        default="upstream", description="One breaker per upstream, or per upstream and upstream model."
+    )
+    breaker_redis_failure_mode: Literal["local", "allow"] = Field(
+        default="local",
+        description="While Redis is unreachable: an in-process breaker (local) or none (allow).",
+    )
+
+    # --- fallback upstreams ---------------------------------------------------------------------------
+    upstream_name: str = Field(
+        default="primary", description="Name of the main upstream in the x-ccproxy-upstream response header."
+    )
+    fallback_upstreams: list[FallbackUpstream] = Field(
+        default_factory=list,
+        description='JSON list of upstreams tried in order when the main one is down, e.g. [{"name":"local",'
+        '"base_url":"http://127.0.0.1:8000/v1","api_key":"...","big_model":"qwen","model_map":{}}].',
+    )
 
     # --- retry ----------------------------------------------------------------------------------------
     retry_max_attempts: int = Field(
         default=3, ge=1, description="Attempts per upstream call, first included."
     )
     retry_max_backoff_seconds: float = Field(default=8.0, gt=0, description="Cap of one backoff sleep.")
+    retry_max_retry_after_seconds: float = Field(
+        default=8.0,
+        ge=0,
+        description="Longest upstream retry-after the proxy waits out itself; a longer one goes to the "
+        "client at once (with its retry-after), so a client never waits twice.",
+    )
+    retry_total_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Time budget of one upstream call, attempts and waits together: no retry is started "
+        "that would end past it.",
+    )
+    retry_budget_ratio: float = Field(
+        default=0.2,
+        ge=0,
+        description="Retry budget: retries may add at most this fraction of the recent requests (per process).",
+    )
+    retry_budget_min_per_second: float = Field(
+        default=1.0,
+        ge=0,
+        description="Retry budget: retries per second always allowed, however little traffic there is.",
+    )
+    retry_budget_window_seconds: float = Field(
+        default=10.0, gt=0, description="Retry budget: how far back requests and retries are counted."
+    )
 
     # --- HTTP client ----------------------------------------------------------------------------------
     http_client: Literal["aiohttp", "httpx"] = Field(default="aiohttp", description="Upstream HTTP library.")
@@ -126,6 +274,13 @@ class Settings(BaseSettings):
         default="info", description="Log level."
     )
     log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
+    request_id_header: str = Field(
+        default="request-id",
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="Request header read for the client's request id (x-request-id is accepted too); "
+        "the id is echoed as `request-id` (and this header) and sent upstream as x-request-id.",
+    )
+    access_log: bool = Field(default=True, description="One access-log line per request.")
 
     # --- state store ----------------------------------------------------------------------------------
     state_backend: Literal["memory", "redis"] = Field(
@@ -184,4 +339,4 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
-__all__ = ["ENV_PREFIX", "Settings", "describe_validation_error", "env_name", "load_settings"]
+__all__ = ["ENV_PREFIX", "FallbackUpstream", "Settings", "describe_validation_error", "env_name", "load_settings"]

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ccproxy_asgi import jsonutil
+from ccproxy_asgi._cython import dict_ops
 from ccproxy_asgi.errors import (
     ApiError,
     AuthenticationError,
+    BillingError,
     InvalidRequestError,
     NotFoundError,
     OverloadedError,
@@ -30,7 +32,15 @@ from ccproxy_asgi.retry import parse_retry_after
 
 _MAX_MESSAGE = 1000
 _QUOTA_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted", "billing_hard_limit_reached"})
-_CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
+_CONTEXT_HINTS = (
+    "context_length_exceeded",
+    "maximum context length",  # OpenAI, older vLLM
+    "maximum model length",  # newer vLLM
+    "context window",
+    "context size",  # llama.cpp
+    "too many tokens",
+    "prompt is too long",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +51,12 @@ class UpstreamErrorDetail:
 
 
 def parse_error_body(body: bytes) -> UpstreamErrorDetail:
-    """The message, code and type of an upstream error body, whatever its shape."""
+    """The message, code and type of an upstream error body, whatever its shape; keys in it masked."""
+    detail = _parse_error_body(body)
+    return UpstreamErrorDetail(dict_ops.redact_text(detail.message), detail.code, detail.type)
+
+
+def _parse_error_body(body: bytes) -> UpstreamErrorDetail:
     text = body.decode("utf-8", "replace").strip()
     try:
         data: Any = jsonutil.loads(body) if body else None
@@ -92,9 +107,16 @@ def map_upstream_error(
             cls = AuthenticationError if status == 401 else PermissionDeniedError
             return cls(message)
         # The proxy's own key was refused: blaming the client's key would send them on a wrong hunt.
-        return ApiError(f"upstream credentials rejected ({status})")
+        # Retrying cannot fix a wrong key: without `x-should-retry: false` Claude Code retries for minutes.
+        return ApiError(f"upstream credentials rejected ({status})", should_retry=False)
+    if status == 402:
+        # OpenRouter and other credit-based gateways: paying, not retrying, is the fix.
+        return BillingError(message)
     if status == 404:
         return NotFoundError(message)
+    if status == 409:
+        # Retried by the SDKs as a 500 is; a client 4xx would tell them not to.
+        return ApiError(f"upstream conflict (409): {message}", retry_after=retry_after)
     if status == 408 or status == 504:
         return UpstreamTimeoutError(f"upstream timed out: {message}", retry_after=retry_after)
     if status == 413:

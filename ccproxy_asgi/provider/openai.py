@@ -7,6 +7,7 @@ response is handed to the endpoint, so nothing is ever retried after a byte reac
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from ccproxy_asgi.tokens.counter import TokenCounter
 from ccproxy_asgi.upstream.base import UpstreamClient, UpstreamResponse
 
 _MODELS_TTL_SECONDS = 300.0
+logger = logging.getLogger(__name__)
 
 
 class OpenAIProvider:
@@ -83,6 +85,7 @@ class OpenAIProvider:
         content = jsonutil.dumps(payload)
         headers = self._headers(ctx, client_key)
         last = self._retry.max_attempts - 1
+        retries = self._retry.start(self._clock)
         for attempt in range(self._retry.max_attempts):
             record = UpstreamAttempt(url=self._completions_url)
             ctx.attempts.append(record)
@@ -94,9 +97,10 @@ class OpenAIProvider:
             except ProxyError as exc:
                 record.duration_s = self._clock() - started
                 record.error = type(exc).__name__
-                delay = None if attempt == last else self._retry.delay(attempt)
+                delay = None if attempt == last else retries.delay(attempt)
                 if delay is None:
                     raise
+                logger.info("upstream attempt %d failed (%s); retrying in %.2fs", attempt + 1, record.error, delay)
                 await self._sleep(delay)
                 continue
             record.status = response.status
@@ -117,9 +121,10 @@ class OpenAIProvider:
             retryable = error.should_retry is not False and self._retry.is_retryable(
                 response.status, record.headers
             )
-            delay = self._retry.delay(attempt, record.headers) if retryable and attempt < last else None
+            delay = retries.delay(attempt, record.headers) if retryable and attempt < last else None
             if delay is None:
                 raise error
+            logger.info("upstream answered %d on attempt %d; retrying in %.2fs", response.status, attempt + 1, delay)
             await self._sleep(delay)
         raise UpstreamError("upstream retries exhausted")  # unreachable: the last attempt raises
 

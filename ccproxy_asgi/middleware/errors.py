@@ -1,0 +1,368 @@
+"""`ErrorNormalizationMiddleware`: every error that leaves it is an Anthropic error envelope.
+
+- An exception before the response started becomes its envelope: a `ProxyError` with its own status,
+  type and retry headers, anything else a 500 `api_error` with a fixed message (never a traceback).
+- An error response of an inner app that is not an envelope (a framework's `{"detail": ...}`, a plain
+  "Not Found", FastAPI's 422 list) is rewritten into one with the status of PROTOCOL.md §5.2; an envelope
+  without `request_id` gets it.
+- After an SSE stream began, an exception, an unfinished body, or an inner attempt at a second
+  `http.response.start` become one `event: error` frame and the end of the stream.
+- A request body over `max_body_bytes` is answered 413 `request_too_large`.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from ccproxy_asgi import jsonutil
+from ccproxy_asgi._cython import dict_ops
+from ccproxy_asgi.asgi_io import header
+from ccproxy_asgi.context import ensure_request_id, get_context
+from ccproxy_asgi.errors import (
+    ApiError,
+    ProxyError,
+    RequestTooLargeError,
+    error_body,
+    error_response_parts,
+    sse_error_event,
+)
+from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("ccproxy_asgi.errors")
+
+_MAX_MESSAGE = 1000
+# Error bodies are small; anything larger is not worth parsing for a message.
+_MAX_ERROR_BODY = 256 * 1024
+# Headers of an inner error response that the rewritten one must not keep: they describe the old body.
+_BODY_HEADERS = frozenset({b"content-type", b"content-length", b"content-encoding", b"transfer-encoding"})
+
+# Inner status -> (status, error type) on the wire (PROTOCOL.md §5.2, §5.4); unlisted 4xx become 400.
+_STATUS_MAP: dict[int, tuple[int, str]] = {
+    400: (400, "invalid_request_error"),
+    401: (401, "authentication_error"),
+    402: (402, "billing_error"),
+    403: (403, "permission_error"),
+    404: (404, "not_found_error"),
+    405: (405, "invalid_request_error"),
+    408: (504, "timeout_error"),
+    409: (409, "api_error"),
+    413: (413, "request_too_large"),
+    422: (400, "invalid_request_error"),
+    429: (429, "rate_limit_error"),
+    500: (500, "api_error"),
+    502: (502, "api_error"),
+    503: (529, "overloaded_error"),
+    504: (504, "timeout_error"),
+    529: (529, "overloaded_error"),
+}
+
+
+def wire_status(status: int) -> tuple[int, str]:
+    """The status and Anthropic error type an error response with `status` leaves the stack with."""
+    mapped = _STATUS_MAP.get(status)
+    if mapped is not None:
+        return mapped
+    return (400, "invalid_request_error") if status < 500 else (500, "api_error")
+
+
+def is_envelope(body: Any) -> bool:
+    """Whether `body` (parsed JSON) is an Anthropic error envelope."""
+    if not isinstance(body, dict) or body.get("type") != "error":
+        return False
+    error = body.get("error")
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("type"), str)
+        and isinstance(error.get("message"), str)
+    )
+
+
+def _validation_message(items: list[Any]) -> str | None:
+    """FastAPI/pydantic `detail` lists as `field.path: message; ...` (never the offending input)."""
+    parts: list[str] = []
+    for item in items[:10]:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "json_invalid":
+            # Its `loc` is (body, character offset), which reads like a field name.
+            parts.append("request body is not valid JSON")
+            continue
+        loc = [str(part) for part in item.get("loc", ()) if isinstance(part, (str, int))]
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        msg = str(item.get("msg") or "invalid value")
+        parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
+    return "; ".join(parts) or None
+
+
+def _message_from(status: int, content_type: str, body: bytes) -> str:
+    """The most useful human message in an inner app's error body."""
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    message: str | None = None
+    if "json" in content_type or body[:1] in (b"{", b"["):
+        try:
+            data = jsonutil.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            detail = data.get("detail", data.get("message", data.get("error")))
+            if isinstance(detail, dict):
+                detail = detail.get("message")
+            if isinstance(detail, list):
+                message = _validation_message(detail)
+            elif isinstance(detail, str):
+                message = detail
+    elif status < 500 and content_type.startswith("text/plain"):
+        # Server errors are described by their status only: their text may be a traceback.
+        message = body.decode("utf-8", "replace").strip()
+    message = (message or phrase).strip() or phrase
+    return dict_ops.redact_text(message[:_MAX_MESSAGE])
+
+
+def _json_parts(
+    status: int,
+    envelope: dict[str, Any],
+    kept: list[tuple[bytes, bytes]],
+    request_id: str,
+) -> tuple[Message, Message]:
+    body = jsonutil.dumps(envelope)
+    headers = [
+        *kept,
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"request-id", request_id.encode("latin-1")),
+    ]
+    return (
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    )
+
+
+class ErrorNormalizationMiddleware:
+    """Anthropic error envelopes out, whatever the inner app raised or answered.
+
+    `max_body_bytes`: a request body larger than this is answered 413 (None: no limit here).
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int | None = None) -> None:
+        self.app = app
+        self._max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = get_context(scope)
+        request_id = ensure_request_id(ctx)
+        limit = self._max_body_bytes
+        if limit is not None and _declared_length(scope) > limit:
+            await _send_error(send, RequestTooLargeError(_too_large(limit)), request_id)
+            return
+        response = _ResponseState(send, request_id, head=scope.get("method") == "HEAD")
+        received = 0
+        too_large = False
+
+        async def watched_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                response.disconnected = True
+            elif limit is not None and message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    too_large = True
+                    raise RequestTooLargeError(_too_large(limit))
+            return message
+
+        async def normalizing_send(message: Message) -> None:
+            if too_large and message["type"] == "http.response.start" and not response.started:
+                # The inner app failed on the body we cut short; whatever it answers, the cause is size.
+                response.override = RequestTooLargeError(_too_large(limit or 0))
+            await response.send(message)
+
+        try:
+            await self.app(scope, watched_receive, normalizing_send)
+        except Exception as exc:
+            await response.fail(exc)
+            return
+        await response.finish()
+
+
+def _declared_length(scope: Scope) -> int:
+    value = header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else -1
+    except ValueError:
+        return -1
+
+
+def _too_large(limit: int) -> str:
+    return f"request body exceeds the limit of {limit} bytes"
+
+
+async def _send_error(send: Send, error: ProxyError, request_id: str) -> None:
+    status, headers, body = error_response_parts(error, request_id)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _ResponseState:
+    """One response passing through: forwarded as is, held back and rewritten (errors), or ended."""
+
+    def __init__(self, send: Send, request_id: str, *, head: bool) -> None:
+        self._send = send
+        self._request_id = request_id
+        self._head = head
+        self.started = False  # a response start reached the client
+        self.finished = False  # its last body message too
+        self.sse = False
+        self.disconnected = False
+        self.override: ProxyError | None = None
+        self._held: Message | None = None  # an inner error response's start, until its body is complete
+        self._held_body: list[bytes] = []
+        self._held_size = 0
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            await self._start(message)
+        elif kind == "http.response.body":
+            await self._body(message)
+        elif self._held is None and not self.finished:
+            await self._send(message)
+
+    async def _start(self, message: Message) -> None:
+        if self.started or self._held is not None:
+            # An inner layer trying to answer twice: the client already has a status line.
+            logger.warning("dropped a second http.response.start from the inner app")
+            await self.end_stream(ApiError("internal error after the response started"))
+            return
+        status = int(message["status"])
+        headers = list(message.get("headers", ()))
+        content_type = _header_value(headers, b"content-type")
+        self.sse = content_type.startswith("text/event-stream")
+        if self.override is not None:
+            self._held = message
+            return
+        if status >= 400 and not self._head:
+            self._held = message
+            return
+        self.started = True
+        await self._send(message)
+
+    async def _body(self, message: Message) -> None:
+        if self.finished:
+            return
+        if self._held is None:
+            if not self.started:
+                return  # a body before any start: nothing valid can be made of it
+            self.finished = not message.get("more_body", False)
+            await self._send(message)
+            return
+        chunk = bytes(message.get("body", b""))
+        if self._held_size <= _MAX_ERROR_BODY:
+            self._held_body.append(chunk[: _MAX_ERROR_BODY + 1])
+        self._held_size += len(chunk)
+        if not message.get("more_body", False):
+            await self._release()
+
+    async def _release(self) -> None:
+        """Send the held error response, as it was when it is already an envelope, else rewritten."""
+        held = self._held
+        assert held is not None
+        self._held = None
+        if self.override is not None:
+            await self._emit_error(self.override)
+            return
+        status = int(held["status"])
+        headers = list(held.get("headers", ()))
+        body = b"".join(self._held_body)
+        content_type = _header_value(headers, b"content-type")
+        kept = [(k, v) for k, v in headers if bytes(k).lower() not in _BODY_HEADERS | {b"request-id"}]
+        parsed: Any = None
+        if self._held_size <= _MAX_ERROR_BODY and "json" in content_type:
+            try:
+                parsed = jsonutil.loads(body)
+            except ValueError:
+                parsed = None
+        if is_envelope(parsed):
+            if parsed.get("request_id") is None:
+                parsed["request_id"] = self._request_id
+            start, end = _json_parts(status, parsed, kept, self._request_id)
+        else:
+            wire, error_type = wire_status(status)
+            message = _message_from(status, content_type, body if self._held_size <= _MAX_ERROR_BODY else b"")
+            start, end = _json_parts(
+                wire, error_body(error_type, message, self._request_id), kept, self._request_id
+            )
+        await self._deliver(start, end)
+
+    async def _emit_error(self, error: ProxyError) -> None:
+        status, headers, body = error_response_parts(error, self._request_id)
+        await self._deliver(
+            {"type": "http.response.start", "status": status, "headers": headers},
+            {"type": "http.response.body", "body": body},
+        )
+
+    async def _deliver(self, start: Message, end: Message) -> None:
+        self.started = True
+        self.finished = True
+        await self._send(start)
+        await self._send(end)
+
+    async def end_stream(self, error: ProxyError) -> None:
+        """Past the status line: an SSE `error` event and the end of the body (nothing for other types)."""
+        if self.finished or not self.started:
+            return
+        self.finished = True
+        if not self.sse:
+            # A JSON body cut short cannot be repaired; ending it would pass it off as complete.
+            return
+        frame = sse_error_event(error.error_type, error.message, self._request_id)
+        try:
+            await self._send({"type": "http.response.body", "body": frame, "more_body": False})
+        except Exception:  # the client is gone
+            logger.debug("could not send the stream's error event", exc_info=True)
+
+    async def fail(self, exc: Exception) -> None:
+        """The inner app raised `exc`."""
+        error = exc if isinstance(exc, ProxyError) else ApiError("internal server error")
+        if not isinstance(exc, ProxyError):
+            logger.error("unhandled error in the application", exc_info=exc)
+        if self.override is not None:
+            error = self.override
+        if self.started:
+            if not self.finished and not self.sse:
+                raise exc  # let the server abort the connection: a truncated body must not look complete
+            if not self.finished:
+                logger.warning("stream failed after start: %s", error.message)
+            await self.end_stream(error)
+            return
+        self._held = None
+        try:
+            await self._emit_error(error)
+        except Exception:
+            logger.debug("could not send the error response", exc_info=True)
+
+    async def finish(self) -> None:
+        """The inner app returned: end what it left open."""
+        if self._held is not None:
+            await self._release()  # a held error response whose body never ended
+        elif self.started and not self.finished and self.sse and not self.disconnected:
+            logger.warning("stream ended by the application without finishing its body")
+            await self.end_stream(ApiError("the response stream ended unexpectedly"))
+        elif not self.started and not self.disconnected:
+            logger.error("the application returned without a response")
+            await self._emit_error(ApiError("internal server error: no response"))
+
+
+def _header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    for key, value in headers:
+        if bytes(key).lower() == name:
+            return bytes(value).decode("latin-1").lower()
+    return ""
+
+
+__all__ = ["ErrorNormalizationMiddleware", "is_envelope", "wire_status"]
