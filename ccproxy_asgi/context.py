@@ -7,20 +7,18 @@ Contextvars are for logging only: a contextvar set inside does not reach the lay
 
 from __future__ import annotations
 
-import secrets
-import string
 from dataclasses import dataclass, field
 from typing import Any
 
+from ccproxy_asgi.ids import random_base62
 from ccproxy_asgi.types import Scope
 
 SCOPE_KEY = "ccproxy"
-_ID_ALPHABET = string.ascii_letters + string.digits
 
 
 def new_request_id() -> str:
     """An Anthropic-style request id: `req_` + 24 random base62 characters."""
-    return "req_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+    return "req_" + random_base62(24)
 
 
 @dataclass(slots=True)

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import secrets
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-_BASE62 = string.ascii_letters + string.digits
-
-
-def _random_base62(length: int) -> str:
-    return "".join(secrets.choice(_BASE62) for _ in range(length))
+from ccproxy_asgi.ids import random_base62
 
 
 def new_message_id() -> str:
     """An Anthropic-style message id: `msg_` + 24 random base62 characters."""
-    return "msg_" + _random_base62(24)
+    return "msg_" + random_base62(24)
 
 
 def new_tool_use_id() -> str:
     """An Anthropic-style tool-use id, for upstreams that send a tool call without one."""
-    return "toolu_" + _random_base62(24)
+    return "toolu_" + random_base62(24)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ from types import TracebackType
 from typing import Self
 
 import aiohttp
+import yarl
+from aiohttp.helpers import get_env_proxy_for_url
 
 from ccproxy_asgi.errors import UpstreamError
 from ccproxy_asgi.upstream._errors import connection_error, timeout_error
@@ -112,11 +114,12 @@ class AiohttpUpstreamResponse:
 class AiohttpUpstreamClient:
     """A pooled aiohttp `ClientSession`, created lazily inside the running loop (or by `open()`)."""
 
-    __slots__ = ("_closed", "_config", "_session", "_timeout")
+    __slots__ = ("_closed", "_config", "_proxies", "_session", "_timeout")
 
     def __init__(self, config: HTTPClientConfig | None = None) -> None:
         self._config = config or HTTPClientConfig()
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}
         self._closed = False
         self._timeout = self._client_timeout(self._config.read_timeout)
 
@@ -161,9 +164,26 @@ class AiohttpUpstreamClient:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
                 raise_for_status=False,
-                trust_env=config.trust_env,
+                # aiohttp's own trust_env re-reads the proxy variables and ~/.netrc in a thread on
+                # every request (two thread hops, ~0.25 ms of CPU each time); the proxy for a host is
+                # resolved once instead (`_proxy_for`), and credentials come from our own headers.
+                trust_env=False,
             )
         return self._session
+
+    def _proxy_for(self, url: str) -> str | None:
+        """The HTTP(S)_PROXY for `url`'s origin per the environment (NO_PROXY honoured), cached."""
+        if not self._config.trust_env:
+            return None
+        origin = yarl.URL(url).origin()
+        key = str(origin)
+        if key not in self._proxies:
+            try:
+                proxy, _ = get_env_proxy_for_url(origin)
+                self._proxies[key] = str(proxy)
+            except LookupError:
+                self._proxies[key] = None
+        return self._proxies[key]
 
     async def send(
         self,
@@ -191,6 +211,7 @@ class AiohttpUpstreamClient:
                 timeout=client_timeout,
                 # Redirects would replay the request (and its credentials) somewhere else.
                 allow_redirects=False,
+                proxy=self._proxy_for(url),
             )
         except aiohttp.ConnectionTimeoutError as exc:
             raise timeout_error("connect", self._config.connect_timeout) from exc
