@@ -1,0 +1,286 @@
+"""`TokenRateLimitMiddleware`: keeps the upstream account within its RPM/TPM budget before it says no.
+
+For `POST …/v1/messages` only (count_tokens, models and everything else pass straight through, and so
+does lifespan): it reads and parses the body once into the request context (the endpoint reuses both),
+prices the request (prompt tokens with tiktoken + `max_tokens` reserved), waits in line for budget or
+answers a 429 `rate_limit_error` with `retry-after` by itself, replays the body to the inner app, adds
+`anthropic-ratelimit-*` headers to the response start it forwards (never a second start), learns from
+every upstream attempt when the response starts, and reconciles the reservation with real usage when
+the response ends (streams included).
+
+Works in front of any route that serves Anthropic Messages requests. An inner app that is not this
+package's endpoint can report real usage by setting `get_context(scope).usage` before it returns; without
+it the estimate stands for a 2xx answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from ccproxy_asgi.asgi_io import (
+    ClientDisconnected,
+    header,
+    parse_json_body,
+    read_body,
+    route_path,
+    send_error,
+)
+from ccproxy_asgi.context import RequestContext, ensure_request_id, get_context
+from ccproxy_asgi.errors import ProxyError
+from ccproxy_asgi.ratelimit.budget import Cost
+from ccproxy_asgi.ratelimit.cost import CostEstimator
+from ccproxy_asgi.ratelimit.factory import build_rate_limiter
+from ccproxy_asgi.ratelimit.feedback import (
+    observation_from_attempts,
+    observation_from_response,
+    settlement_for,
+)
+from ccproxy_asgi.ratelimit.headers import ratelimit_headers
+from ccproxy_asgi.ratelimit.keys import KeyFunction, KeyMode, key_function
+from ccproxy_asgi.ratelimit.limiter import RateLimiter, Reservation
+from ccproxy_asgi.ratelimit.store import Settlement
+from ccproxy_asgi.settings import Settings
+from ccproxy_asgi.tokens.counter import TokenCounterProtocol
+from ccproxy_asgi.translate.models import ModelMapper
+from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("ccproxy_asgi.ratelimit")
+
+_HEADER_PREFIX = b"anthropic-ratelimit-"
+_MESSAGES_SUFFIX = "/v1/messages"
+_CANCEL = Settlement(cancel=True)
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The API key the client presented (`x-api-key` or `Authorization: Bearer`)."""
+    key = header(scope, b"x-api-key")
+    if key:
+        return key
+    auth = header(scope, b"authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return None
+
+
+def _replay(body: bytes, pending: list[Message], receive: Receive) -> Receive:
+    """The body once, then any message taken while queued, then the real `receive`."""
+    queue: list[Message] = [{"type": "http.request", "body": body, "more_body": False}, *pending]
+
+    async def replayed() -> Message:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replayed
+
+
+class TokenRateLimitMiddleware:
+    """Rate-limits Anthropic Messages requests with a `RateLimiter`; see the module docstring.
+
+    `limiter`: budgets, store, queue and adaptive policy. `estimator`: prices a request (default: a
+    fresh `TokenCounter`; pass one sharing the endpoint's counter for its cache). `models`: maps the
+    requested model to the upstream one (tokenizer and `model` keys); default: no mapping. `key`: a
+    `KeyMode` or a function `(context, presented key) -> limiter key`. `max_request_bytes`: the body
+    limit (413 above). `close_limiter`: close the limiter's store at lifespan shutdown.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: RateLimiter,
+        estimator: CostEstimator | None = None,
+        models: ModelMapper | None = None,
+        key: KeyMode | KeyFunction = "global",
+        max_request_bytes: int = 32 * 1024 * 1024,
+        close_limiter: bool = True,
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.estimator = estimator if estimator is not None else CostEstimator()
+        self._models = models
+        self._key: KeyFunction = key_function(key) if isinstance(key, str) else key
+        self._max_request_bytes = max_request_bytes
+        self._close_limiter = close_limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or not route_path(scope).endswith(_MESSAGES_SUFFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        ctx = get_context(scope)
+        request_id = ensure_request_id(ctx)
+        try:
+            body = await read_body(receive, ctx, limit=self._max_request_bytes)
+            data = parse_json_body(ctx)
+            assert isinstance(data, dict)
+            key, cost = await self._price_and_key(scope, ctx, data, len(body))
+            reservation, pending = await self._admit(key, cost, receive)
+        except ClientDisconnected:
+            return
+        except ProxyError as exc:
+            await send_error(send, exc, request_id)
+            return
+        if reservation is None:
+            return
+        await self._serve(scope, receive, send, ctx, body, reservation, pending)
+
+    async def _price_and_key(
+        self, scope: Scope, ctx: RequestContext, data: dict[str, Any], body_bytes: int
+    ) -> tuple[str, Cost]:
+        model = data.get("model")
+        upstream = ""
+        if isinstance(model, str) and model:
+            upstream = self._models.resolve(model) if self._models is not None else model
+            ctx.requested_model = ctx.requested_model or model
+            ctx.upstream_model = ctx.upstream_model or upstream
+        cost = await self.estimator.estimate(data, model=upstream, body_bytes=body_bytes)
+        if ctx.estimated_input_tokens is None:
+            ctx.estimated_input_tokens = cost.input_tokens
+        return self._key(ctx, presented_key(scope)), cost
+
+    async def _admit(
+        self, key: str, cost: Cost, receive: Receive
+    ) -> tuple[Reservation | None, list[Message]]:
+        """The reservation (None if the client left while queued) and any message read meanwhile."""
+        first = await self.limiter.try_acquire(key, cost)
+        if isinstance(first, Reservation):
+            return first, []
+        waiting = asyncio.ensure_future(self.limiter.wait(first))
+        pending: list[Message] = []
+        listener: asyncio.Future[Message] | None = asyncio.ensure_future(receive())
+        try:
+            while listener is not None and not waiting.done():
+                await asyncio.wait((waiting, listener), return_when=asyncio.FIRST_COMPLETED)
+                if listener.done():
+                    message = listener.result()
+                    listener = None
+                    if message["type"] == "http.disconnect":
+                        if waiting.done() and not waiting.cancelled() and waiting.exception() is None:
+                            await self.limiter.settle(waiting.result(), _CANCEL)
+                        waiting.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, ProxyError):
+                            await waiting
+                        logger.info("client left while queued for rate-limit budget")
+                        return None, []
+                    pending.append(message)  # not expected after a whole body; handed on in order
+            return await waiting, pending
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            if not waiting.done():
+                waiting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ProxyError):
+                    await waiting
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ctx: RequestContext,
+        body: bytes,
+        reservation: Reservation,
+        pending: list[Message],
+    ) -> None:
+        ctx.extras["ratelimit"] = reservation
+        limiter = self.limiter
+        status: int | None = None
+        learned = 0
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, learned
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers", ()))
+                learned = len(ctx.attempts)
+                if learned:
+                    observation = observation_from_attempts(ctx.attempts)
+                else:
+                    observation = observation_from_response(
+                        status, {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+                    )
+                await limiter.observe(reservation, observation)
+                message = {**message, "headers": self._with_headers(headers, status, reservation)}
+            await send(message)
+
+        try:
+            await self.app(scope, _replay(body, pending, receive), send_with_headers)
+        finally:
+            finish = asyncio.ensure_future(self._finish(reservation, ctx, status, learned))
+            await asyncio.shield(finish)
+
+    async def _finish(
+        self, reservation: Reservation, ctx: RequestContext, status: int | None, learned: int
+    ) -> None:
+        if len(ctx.attempts) > learned:
+            await self.limiter.observe(reservation, observation_from_attempts(ctx.attempts[learned:]))
+        await self.limiter.settle(reservation, settlement_for(ctx, status))
+
+    @staticmethod
+    def _with_headers(
+        headers: list[tuple[bytes, bytes]], status: int, reservation: Reservation
+    ) -> list[tuple[bytes, bytes]]:
+        if reservation.view is None:
+            return headers
+        if status == 429 and any(name.lower().startswith(_HEADER_PREFIX) for name, _ in headers):
+            return headers  # the upstream's own figures say why it refused
+        kept = [(name, value) for name, value in headers if not name.lower().startswith(_HEADER_PREFIX)]
+        kept.extend(
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in ratelimit_headers(reservation.view).items()
+        )
+        return kept
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                await self.limiter.ping()  # an unreachable shared store is logged at start-up
+            if message["type"] == "lifespan.shutdown.complete" and self._close_limiter:
+                try:
+                    await self.limiter.aclose()
+                except Exception:
+                    logger.exception("closing the rate limiter failed")
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
+def mount_rate_limit(
+    app: ASGIApp,
+    settings: Settings,
+    *,
+    counter: TokenCounterProtocol | None = None,
+    models: ModelMapper | None = None,
+) -> ASGIApp:
+    """`app` behind a `TokenRateLimitMiddleware` configured from `settings`, or `app` itself when no
+    budget is configured. Pass the endpoint's token counter and model mapper to share them."""
+    limiter = build_rate_limiter(settings)
+    if limiter is None:
+        return app
+    if models is None:
+        models = ModelMapper(
+            big_model=settings.big_model, small_model=settings.small_model, mapping=settings.model_map
+        )
+    return TokenRateLimitMiddleware(
+        app,
+        limiter=limiter,
+        estimator=CostEstimator(counter=counter, default_max_tokens=settings.rate_limit_default_max_tokens),
+        models=models,
+        key=settings.rate_limit_key,
+        max_request_bytes=settings.max_request_bytes,
+    )
+
+
+__all__ = ["TokenRateLimitMiddleware", "mount_rate_limit", "presented_key"]

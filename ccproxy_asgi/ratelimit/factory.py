@@ -1,0 +1,107 @@
+"""`build_rate_limiter(settings)`: the limiter the operator configured, or None when no budget is set."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from ccproxy_asgi.ratelimit.adaptive import AdaptivePolicy
+from ccproxy_asgi.ratelimit.budget import Budget
+from ccproxy_asgi.ratelimit.limiter import RateLimiter
+from ccproxy_asgi.ratelimit.memory import MemoryStore
+from ccproxy_asgi.ratelimit.store import LimiterStore
+from ccproxy_asgi.settings import Settings
+
+logger = logging.getLogger("ccproxy_asgi.ratelimit")
+
+_BUDGET_FIELDS = {
+    "rpm": "requests",
+    "tpm": "tokens",
+    "input_tpm": "input_tokens",
+    "output_tpm": "output_tokens",
+}
+
+
+def _limit(value: int) -> int | None:
+    return value if value > 0 else None
+
+
+def budget_from_settings(settings: Settings) -> Budget:
+    """The default budget of every key."""
+    return Budget(
+        requests=_limit(settings.rate_limit_rpm),
+        tokens=_limit(settings.rate_limit_tpm),
+        input_tokens=_limit(settings.rate_limit_input_tpm),
+        output_tokens=_limit(settings.rate_limit_output_tpm),
+        window=settings.rate_limit_window_seconds,
+    )
+
+
+def budgets_from_settings(settings: Settings) -> dict[str, Budget]:
+    """Per-key budgets of `rate_limit_budgets`; unknown fields are a configuration error."""
+    budgets: dict[str, Budget] = {}
+    for key, fields in settings.rate_limit_budgets.items():
+        unknown = set(fields) - set(_BUDGET_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"rate_limit_budgets[{key!r}]: unknown field(s) {', '.join(sorted(unknown))}; "
+                f"use {', '.join(_BUDGET_FIELDS)}"
+            )
+        name = key
+        if settings.rate_limit_key == "model" and not key.startswith("model:"):
+            name = "model:" + key
+        values: Mapping[str, int | None] = {_BUDGET_FIELDS[f]: _limit(v) for f, v in fields.items()}
+        budgets[name] = Budget(window=settings.rate_limit_window_seconds, **values)
+    return budgets
+
+
+def policy_from_settings(settings: Settings) -> AdaptivePolicy:
+    return AdaptivePolicy(
+        enabled=settings.rate_limit_adaptive,
+        decrease=settings.rate_limit_decrease_factor,
+        min_factor=settings.rate_limit_min_factor,
+        increase=settings.rate_limit_increase_factor,
+        successes_to_increase=settings.rate_limit_successes_to_increase,
+    )
+
+
+def store_from_settings(settings: Settings) -> LimiterStore:
+    """A `RedisStore` for `state_backend=redis`, else a `MemoryStore`."""
+    if settings.state_backend == "redis":
+        from ccproxy_asgi.ratelimit.redis_store import RedisStore
+
+        return RedisStore.from_url(
+            settings.redis_url.get_secret_value(), prefix=settings.rate_limit_redis_prefix
+        )
+    return MemoryStore()
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter | None:
+    """The rate limiter described by `settings`, or None when no budget is configured at all."""
+    budget = budget_from_settings(settings)
+    budgets = budgets_from_settings(settings)
+    if budget.unlimited and all(b.unlimited for b in budgets.values()):
+        return None
+    shared = settings.state_backend == "redis"
+    if not shared:
+        logger.info("rate limits are kept in process memory: each worker process enforces them alone")
+    return RateLimiter(
+        budget=budget,
+        budgets=budgets,
+        store=store_from_settings(settings),
+        policy=policy_from_settings(settings),
+        max_wait=settings.rate_limit_max_wait_seconds,
+        failure_mode=settings.rate_limit_store_failure_mode,
+        # Budget freed by another process is seen only by asking the shared store again.
+        poll_interval=0.1 if shared else 1.0,
+        window_margin=settings.rate_limit_window_margin_seconds,
+    )
+
+
+__all__ = [
+    "budget_from_settings",
+    "budgets_from_settings",
+    "build_rate_limiter",
+    "policy_from_settings",
+    "store_from_settings",
+]
