@@ -1,12 +1,32 @@
-"""`create_app`: the whole proxy as one ASGI app, built from `Settings`."""
+"""`create_app`: the whole proxy as one ASGI app, built from `Settings`.
+
+Layers, outermost first (checked by `Pipeline`): correlation (request id, access log), error
+normalization, inbound auth (when `CCPROXY_API_KEYS` is set), the circuit breaker (or, with fallback
+upstreams, the header naming the upstream that served), the token rate limiter (when a budget is set),
+then the endpoint. `build_proxy` returns the parts too, for embedding and tests.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from ccproxy_asgi.breaker import CircuitBreaker, build_breaker
 from ccproxy_asgi.endpoint.app import AnthropicEndpoint
+from ccproxy_asgi.lifespan import LifespanHooks
 from ccproxy_asgi.logs import register_secrets
+from ccproxy_asgi.middleware.auth import APIKeyAuthMiddleware
+from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware, UpstreamHeaderMiddleware
 from ccproxy_asgi.middleware.correlation import CorrelationMiddleware
 from ccproxy_asgi.middleware.errors import ErrorNormalizationMiddleware
+from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
+from ccproxy_asgi.pipeline import Pipeline
+from ccproxy_asgi.provider.base import ChatProvider
+from ccproxy_asgi.provider.fallback import FallbackProvider, fallback_entries
 from ccproxy_asgi.provider.openai import OpenAIProvider
+from ccproxy_asgi.ratelimit import RateLimiter, build_rate_limiter
+from ccproxy_asgi.ratelimit.cost import CostEstimator
 from ccproxy_asgi.retry import RetryPolicy
 from ccproxy_asgi.retry_budget import RetryBudget
 from ccproxy_asgi.settings import Settings
@@ -19,10 +39,23 @@ from ccproxy_asgi.upstream import HTTPClientConfig, create_upstream_client
 MOCK_UPSTREAM_HINT = "set CCPROXY_UPSTREAM_BASE_URL (or OPENAI_BASE_URL) and CCPROXY_UPSTREAM_API_KEY"
 
 
-def build_endpoint(settings: Settings) -> AnthropicEndpoint:
-    """The terminal endpoint with its provider, wired from settings."""
-    if settings.upstream_base_url is None:
-        raise ValueError(f"no upstream configured: {MOCK_UPSTREAM_HINT}")
+def _retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.retry_max_attempts,
+        max_delay=settings.retry_max_backoff_seconds,
+        max_retry_after=settings.retry_max_retry_after_seconds,
+        total_timeout=settings.retry_total_timeout_seconds,
+        budget=RetryBudget(
+            ratio=settings.retry_budget_ratio,
+            min_per_second=settings.retry_budget_min_per_second,
+            window=settings.retry_budget_window_seconds,
+        ),
+    )
+
+
+def _openai_provider(
+    settings: Settings, base_url: str, api_key: SecretStr | None, counter: TokenCounter
+) -> OpenAIProvider:
     client = create_upstream_client(
         settings.http_client,
         HTTPClientConfig(
@@ -32,28 +65,32 @@ def build_endpoint(settings: Settings) -> AnthropicEndpoint:
             http2=settings.http2,
         ),
     )
-    provider = OpenAIProvider(
-        base_url=settings.upstream_base_url,
-        api_key=settings.upstream_api_key,
-        client=client,
-        token_counter=TokenCounter(),
-        retry=RetryPolicy(
-            max_attempts=settings.retry_max_attempts,
-            max_delay=settings.retry_max_backoff_seconds,
-            max_retry_after=settings.retry_max_retry_after_seconds,
-            total_timeout=settings.retry_total_timeout_seconds,
-            budget=RetryBudget(
-                ratio=settings.retry_budget_ratio,
-                min_per_second=settings.retry_budget_min_per_second,
-                window=settings.retry_budget_window_seconds,
-            ),
-        ),
+    return OpenAIProvider(
+        base_url=base_url, api_key=api_key, client=client, token_counter=counter, retry=_retry_policy(settings)
     )
+
+
+def model_mapper(settings: Settings) -> ModelMapper:
+    return ModelMapper(big_model=settings.big_model, small_model=settings.small_model, mapping=settings.model_map)
+
+
+def build_endpoint(
+    settings: Settings,
+    *,
+    provider: ChatProvider | None = None,
+    counter: TokenCounter | None = None,
+    models: ModelMapper | None = None,
+) -> AnthropicEndpoint:
+    """The terminal endpoint wired from settings, with the OpenAI provider unless one is given."""
+    if settings.upstream_base_url is None:
+        raise ValueError(f"no upstream configured: {MOCK_UPSTREAM_HINT}")
+    if provider is None:
+        provider = _openai_provider(
+            settings, settings.upstream_base_url, settings.upstream_api_key, counter or TokenCounter()
+        )
     return AnthropicEndpoint(
         provider=provider,
-        models=ModelMapper(
-            big_model=settings.big_model, small_model=settings.small_model, mapping=settings.model_map
-        ),
+        models=models or model_mapper(settings),
         profile_for=ProfileResolver.from_settings(
             reasoning_globs=settings.reasoning_models,
             max_tokens_field=settings.max_tokens_field,
@@ -68,17 +105,81 @@ def build_endpoint(settings: Settings) -> AnthropicEndpoint:
     )
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
-    """The proxy as one ASGI app with a lifespan that opens and closes the upstream client.
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """The assembled proxy: the ASGI app and the parts an embedding app may want to read."""
 
-    Layers, outermost first: correlation (request id, access log), error normalization, the endpoint.
-    The configured keys are registered with the log formatters so no log line can show them.
-    """
+    app: ASGIApp
+    endpoint: AnthropicEndpoint
+    pipeline: Pipeline
+    breaker: CircuitBreaker | None
+    limiter: RateLimiter | None
+
+
+def build_proxy(settings: Settings | None = None) -> Proxy:
+    """Every layer the settings ask for around the endpoint, in the order `Pipeline` checks."""
     settings = settings or Settings()
     register_secrets(settings.upstream_api_key, *settings.api_keys)
-    app: ASGIApp = build_endpoint(settings)
-    app = ErrorNormalizationMiddleware(app, max_body_bytes=settings.max_request_bytes)
-    return CorrelationMiddleware(app, header_name=settings.request_id_header, access_log=settings.access_log)
+    counter = TokenCounter()
+    models = model_mapper(settings)
+    breaker = build_breaker(settings) if settings.breaker_enabled else None
+    fallbacks = breaker is not None and bool(settings.fallback_upstreams)
+
+    provider: ChatProvider | None = None
+    if fallbacks and breaker is not None:
+        primary = _openai_provider(settings, str(settings.upstream_base_url), settings.upstream_api_key, counter)
+        provider = FallbackProvider(
+            fallback_entries(
+                settings,
+                primary=primary,
+                make_provider=lambda url, key: _openai_provider(settings, url, key, counter),
+            ),
+            breaker=breaker,
+            key_mode=settings.breaker_key,
+        )
+    endpoint = build_endpoint(settings, provider=provider, counter=counter, models=models)
+
+    pipeline = Pipeline().add(
+        CorrelationMiddleware, header_name=settings.request_id_header, access_log=settings.access_log
+    )
+    pipeline.add(ErrorNormalizationMiddleware, max_body_bytes=settings.max_request_bytes)
+    if settings.api_keys:
+        pipeline.add(APIKeyAuthMiddleware, keys=[key.get_secret_value() for key in settings.api_keys])
+    if fallbacks:
+        pipeline.add(UpstreamHeaderMiddleware)
+    elif breaker is not None:
+        pipeline.add(
+            CircuitBreakerMiddleware,
+            breaker=breaker,
+            upstream=str(settings.upstream_base_url),
+            name=settings.upstream_name,
+            key_mode=settings.breaker_key,
+            resolve_model=models.resolve,
+            max_request_bytes=settings.max_request_bytes,
+        )
+    limiter = build_rate_limiter(settings)
+    if limiter is not None:
+        pipeline.add(
+            TokenRateLimitMiddleware,
+            limiter=limiter,
+            estimator=CostEstimator(counter=counter, default_max_tokens=settings.rate_limit_default_max_tokens),
+            models=models,
+            key=settings.rate_limit_key,
+            max_request_bytes=settings.max_request_bytes,
+        )
+    app = pipeline.wrap(endpoint)
+    if breaker is not None:
+        app = LifespanHooks(app, on_shutdown=[breaker.aclose])
+    return Proxy(app=app, endpoint=endpoint, pipeline=pipeline, breaker=breaker, limiter=limiter)
 
 
-__all__ = ["build_endpoint", "create_app"]
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    """The proxy as one ASGI app with a lifespan that opens and closes the upstream client and stores.
+
+    Mounted under a prefix in a Starlette/FastAPI app, its lifespan must be driven by the parent's:
+    see `ccproxy_asgi.lifespan.run_lifespan`.
+    """
+    return build_proxy(settings).app
+
+
+__all__ = ["Proxy", "build_endpoint", "build_proxy", "create_app", "model_mapper"]

@@ -81,10 +81,19 @@ def mock_upstream_process() -> Iterator[str]:
             process.wait()
 
 
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run_server(server: str, host: str, port: int, workers: int, log_level: str) -> None:
     if server == "uvicorn":
+        import signal
+
         import uvicorn
 
+        # uvicorn re-raises the signal it shut down on once it has drained; SIGTERM's default action
+        # would then kill the process (exit -15). As a KeyboardInterrupt, like SIGINT, it exits 0.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         uvicorn.run(
             APP_TARGET,
             host=host,
@@ -107,18 +116,45 @@ def _run_server(server: str, host: str, port: int, workers: int, log_level: str)
             raise ConfigurationError(
                 "--workers > 1 with hypercorn: run `hypercorn -w N ccproxy_asgi.asgi:app`"
             )
+        import logging
+
         config = Config()
         config.bind = [f"{host}:{port}"]
         config.loglevel = log_level.upper()
+        # A Logger (not the default "-") makes hypercorn add no handler of its own: its lines go once,
+        # through the root handler `configure_logging` set up, instead of twice (once unformatted).
+        config.errorlog = logging.getLogger("hypercorn.error")
         from ccproxy_asgi.asgi import app
 
+        def _exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            # Python < 3.12: asyncio's stream callback calls `task.exception()` on a cancelled task, so
+            # each connection hypercorn cancels after `graceful_timeout` logs a CancelledError traceback.
+            if not isinstance(context.get("exception"), asyncio.CancelledError):
+                loop.default_exception_handler(context)
+
+        async def _serve() -> None:
+            asyncio.get_running_loop().set_exception_handler(_exception_handler)
+            await serve(app, config)  # type: ignore[arg-type]
+
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(app, config))  # type: ignore[arg-type]
+            asyncio.run(_serve())
     else:
         from granian import Granian
         from granian.constants import Interfaces
+        from granian.log import LogLevels
 
-        Granian(APP_TARGET, address=host, port=port, interface=Interfaces.ASGI, workers=workers).serve()
+        # Granian's own lines go to the root handler `configure_logging` set up (stderr, the configured
+        # format), not to granian's default handlers on stdout; forked workers inherit that handler.
+        to_root = {"handlers": [], "propagate": True}
+        Granian(
+            APP_TARGET,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            workers=workers,
+            log_level=LogLevels(log_level),
+            log_dictconfig={"loggers": {"_granian": dict(to_root), "granian.access": dict(to_root)}},
+        ).serve()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -282,6 +282,67 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(default=True, description="One access-log line per request.")
 
+    # --- observability --------------------------------------------------------------------------------
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Record request metrics: OpenTelemetry instruments (the global MeterProvider, a no-op "
+        "until an SDK is configured) and the Prometheus text endpoint.",
+    )
+    metrics_path: str = Field(
+        default="/metrics",
+        pattern=r"^(/.*)?$",
+        description="Path of the Prometheus text endpoint; empty = off.",
+    )
+    health_path: str = Field(
+        default="/health",
+        pattern=r"^(/.*)?$",
+        description="Liveness with the health score (JSON); empty = off.",
+    )
+    health_ready_path: str = Field(
+        default="/health/ready",
+        pattern=r"^(/.*)?$",
+        description="Readiness (JSON; 503 while a breaker is open or the upstream or a store is unreachable); "
+        "empty = off.",
+    )
+    health_latency_target_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Upstream p99 time to response head above which the health score drops.",
+    )
+    metrics_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Sliding window of the latency percentiles, the success rate and the adaptive timeout.",
+    )
+    tracing_enabled: bool = Field(
+        default=True,
+        description="OpenTelemetry spans (one per request, one per upstream attempt) through the global "
+        "TracerProvider, a no-op until an SDK is configured; the client's W3C traceparent reaches the "
+        "upstream either way.",
+    )
+    otel_provider_name: str = Field(
+        default="openai",
+        description="gen_ai.provider.name on metrics and spans (the upstream's wire format).",
+    )
+    adaptive_timeout_enabled: bool = Field(
+        default=False,
+        description="Derive the upstream read timeout from observed latency: clamp(multiplier x quantile of "
+        "recent time to response head, min, max). It bounds silences within streams too.",
+    )
+    adaptive_timeout_multiplier: float = Field(default=3.0, gt=0, description="Adaptive timeout: multiplier.")
+    adaptive_timeout_quantile: float = Field(
+        default=0.99, gt=0, le=1, description="Adaptive timeout: latency quantile it follows."
+    )
+    adaptive_timeout_min_seconds: float = Field(
+        default=30.0, gt=0, description="Adaptive timeout: floor (cover a healthy model's longest pause)."
+    )
+    adaptive_timeout_max_seconds: float | None = Field(
+        default=None, gt=0, description="Adaptive timeout: ceiling; unset = http_read_timeout_seconds."
+    )
+    adaptive_timeout_min_samples: int = Field(
+        default=50, ge=1, description="Adaptive timeout: observations in the window before it applies."
+    )
+
     # --- state store ----------------------------------------------------------------------------------
     state_backend: Literal["memory", "redis"] = Field(
         default="memory",

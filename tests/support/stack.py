@@ -25,11 +25,14 @@ UPSTREAM_KEY = "sk-test-upstream-0123456789abcdef"
 
 
 def proxy_settings(mock: MockUpstreamProcess, **overrides: Any) -> Settings:
-    """Settings pointing at `mock`, with fast retries so tests do not wait on backoff."""
+    """Settings pointing at `mock`, with fast retries so tests do not wait on backoff, and no breaker."""
     values: dict[str, Any] = {
         "upstream_base_url": mock.openai_base_url,
         "upstream_api_key": UPSTREAM_KEY,
         "retry_max_backoff_seconds": 0.05,
+        # Test proxies are shared between tests that inject upstream failures on purpose; a breaker
+        # tripped by one would answer 529 to the next. The breaker's own tests turn it on.
+        "breaker_enabled": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
