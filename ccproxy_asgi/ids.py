@@ -7,6 +7,7 @@ proxy's CPU on small requests.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -24,4 +25,9 @@ def random_base62(length: int) -> str:
     return "".join(chars)
 
 
-__all__ = ["random_base62"]
+def key_fingerprint(key: str) -> str:
+    """A stable, non-reversible id for an API key, safe to log and to use as a limiter key."""
+    return "key_" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+__all__ = ["key_fingerprint", "random_base62"]

@@ -13,7 +13,8 @@ from starlette.routing import Route
 
 from ccproxy_asgi.app import create_app
 from ccproxy_asgi.context import get_context
-from ccproxy_asgi.middleware.auth import APIKeyAuthMiddleware, StaticKeyVerifier, key_fingerprint
+from ccproxy_asgi.ids import key_fingerprint
+from ccproxy_asgi.middleware.auth import APIKeyAuthMiddleware, StaticKeyVerifier
 from tests.support.mock_process import MockUpstreamProcess, mock_upstream_fixture
 from tests.support.proxy_server import serve_app
 from tests.support.stack import UPSTREAM_KEY, proxy_settings

@@ -27,7 +27,7 @@ def test_exported_names() -> None:
         ]
     )  # fmt: skip
     assert all(hasattr(ratelimit, name) for name in ratelimit.__all__)
-    assert middleware.__all__ == ["TokenRateLimitMiddleware", "mount_rate_limit", "presented_key"]
+    assert middleware.__all__ == ["TokenRateLimitMiddleware", "mount_rate_limit"]
 
 
 def test_no_budget_no_limiter() -> None:

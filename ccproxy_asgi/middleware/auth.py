@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from ccproxy_asgi.asgi_io import client_key_from, route_path, send_error
 from ccproxy_asgi.context import ensure_request_id, get_context
 from ccproxy_asgi.errors import AuthenticationError
+from ccproxy_asgi.ids import key_fingerprint
 from ccproxy_asgi.types import ASGIApp, Receive, Scope, Send
 
 # A callable check returns the key's identity, or None to refuse it.
@@ -20,11 +21,6 @@ KeyVerifier = Callable[[str], Awaitable[str | None]]
 
 # Claude Code pre-connects with `HEAD /` and sends no key there; health probes carry none either.
 DEFAULT_PUBLIC_PATHS = frozenset({"/", "/health", "/health/ready"})
-
-
-def key_fingerprint(key: str) -> str:
-    """A stable, non-reversible id for a key, safe to log and to use as a limiter key."""
-    return "key_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 class StaticKeyVerifier:

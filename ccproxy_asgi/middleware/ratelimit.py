@@ -22,7 +22,7 @@ from typing import Any
 
 from ccproxy_asgi.asgi_io import (
     ClientDisconnected,
-    header,
+    client_key_from,
     parse_json_body,
     read_body,
     route_path,
@@ -52,17 +52,6 @@ logger = logging.getLogger("ccproxy_asgi.ratelimit")
 _HEADER_PREFIX = b"anthropic-ratelimit-"
 _MESSAGES_SUFFIX = "/v1/messages"
 _CANCEL = Settlement(cancel=True)
-
-
-def presented_key(scope: Scope) -> str | None:
-    """The API key the client presented (`x-api-key` or `Authorization: Bearer`)."""
-    key = header(scope, b"x-api-key")
-    if key:
-        return key
-    auth = header(scope, b"authorization")
-    if auth and auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    return None
 
 
 def _replay(body: bytes, pending: list[Message], receive: Receive) -> Receive:
@@ -146,7 +135,7 @@ class TokenRateLimitMiddleware:
         cost = await self.estimator.estimate(data, model=upstream, body_bytes=body_bytes)
         if ctx.estimated_input_tokens is None:
             ctx.estimated_input_tokens = cost.input_tokens
-        return self._key(ctx, presented_key(scope)), cost
+        return self._key(ctx, client_key_from(scope)), cost
 
     async def _admit(
         self, key: str, cost: Cost, receive: Receive
@@ -283,4 +272,4 @@ def mount_rate_limit(
     )
 
 
-__all__ = ["TokenRateLimitMiddleware", "mount_rate_limit", "presented_key"]
+__all__ = ["TokenRateLimitMiddleware", "mount_rate_limit"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Literal
 
 from ccproxy_asgi.context import RequestContext
+from ccproxy_asgi.ids import key_fingerprint
 
 KeyMode = Literal["global", "model", "client", "client_model"]
 KEY_MODES: tuple[KeyMode, ...] = ("global", "model", "client", "client_model")
@@ -16,12 +16,12 @@ KeyFunction = Callable[[RequestContext, str | None], str]
 
 
 def client_identity(ctx: RequestContext, presented_key: str | None) -> str:
-    """Who the client is, never its secret: the auth layer's key id when set, else a short SHA-256 of
-    the key it presented, else `anonymous`."""
+    """Who the client is, never its secret: the auth layer's key id when set, else the fingerprint of
+    the key it presented (the same one auth uses for unnamed keys), else `anonymous`."""
     if ctx.client_key_id:
         return ctx.client_key_id
     if presented_key:
-        return "sha256:" + hashlib.sha256(presented_key.encode("utf-8", "replace")).hexdigest()[:16]
+        return key_fingerprint(presented_key)
     return "anonymous"
 
 
