@@ -1,9 +1,10 @@
 """`create_app`: the whole proxy as one ASGI app, built from `Settings`.
 
-Layers, outermost first (checked by `Pipeline`): correlation (request id, access log), error
-normalization, inbound auth (when `CCPROXY_API_KEYS` is set), the circuit breaker (or, with fallback
-upstreams, the header naming the upstream that served), the token rate limiter (when a budget is set),
-then the endpoint. `build_proxy` returns the parts too, for embedding and tests.
+Layers, outermost first (checked by `Pipeline`): correlation (request id, access log), tracing (when
+on), metrics, error normalization, inbound auth (when `CCPROXY_API_KEYS` is set), the circuit breaker
+(or, with fallback upstreams, the header naming the upstream that served), the token rate limiter (when
+a budget is set), then the endpoint. `/metrics`, `/health` and `/health/ready` are answered in front of
+all of them. `build_proxy` returns the parts too, for embedding and tests.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from ccproxy_asgi.middleware.auth import APIKeyAuthMiddleware
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware, UpstreamHeaderMiddleware
 from ccproxy_asgi.middleware.correlation import CorrelationMiddleware
 from ccproxy_asgi.middleware.errors import ErrorNormalizationMiddleware
+from ccproxy_asgi.middleware.metrics import MetricsMiddleware
+from ccproxy_asgi.middleware.observability import ObservabilityRoutes
 from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
+from ccproxy_asgi.middleware.tracing import TracingMiddleware
+from ccproxy_asgi.observability.factory import Observability, build_observability
 from ccproxy_asgi.pipeline import Pipeline
 from ccproxy_asgi.provider.base import ChatProvider
 from ccproxy_asgi.provider.fallback import FallbackProvider, fallback_entries
@@ -54,7 +59,11 @@ def _retry_policy(settings: Settings) -> RetryPolicy:
 
 
 def _openai_provider(
-    settings: Settings, base_url: str, api_key: SecretStr | None, counter: TokenCounter
+    settings: Settings,
+    base_url: str,
+    api_key: SecretStr | None,
+    counter: TokenCounter,
+    obs: Observability | None = None,
 ) -> OpenAIProvider:
     client = create_upstream_client(
         settings.http_client,
@@ -66,12 +75,21 @@ def _openai_provider(
         ),
     )
     return OpenAIProvider(
-        base_url=base_url, api_key=api_key, client=client, token_counter=counter, retry=_retry_policy(settings)
+        base_url=base_url,
+        api_key=api_key,
+        client=client,
+        token_counter=counter,
+        retry=_retry_policy(settings),
+        tracer=obs.tracer if obs is not None else None,
+        read_timeout=obs.adaptive_timeout if obs is not None else None,
+        provider_name=settings.otel_provider_name,
     )
 
 
 def model_mapper(settings: Settings) -> ModelMapper:
-    return ModelMapper(big_model=settings.big_model, small_model=settings.small_model, mapping=settings.model_map)
+    return ModelMapper(
+        big_model=settings.big_model, small_model=settings.small_model, mapping=settings.model_map
+    )
 
 
 def build_endpoint(
@@ -114,6 +132,7 @@ class Proxy:
     pipeline: Pipeline
     breaker: CircuitBreaker | None
     limiter: RateLimiter | None
+    observability: Observability
 
 
 def build_proxy(settings: Settings | None = None) -> Proxy:
@@ -123,16 +142,21 @@ def build_proxy(settings: Settings | None = None) -> Proxy:
     counter = TokenCounter()
     models = model_mapper(settings)
     breaker = build_breaker(settings) if settings.breaker_enabled else None
+    limiter = build_rate_limiter(settings)
+    obs = build_observability(settings, breaker=breaker, limiter=limiter)
     fallbacks = breaker is not None and bool(settings.fallback_upstreams)
 
-    provider: ChatProvider | None = None
+    if settings.upstream_base_url is None:
+        raise ValueError(f"no upstream configured: {MOCK_UPSTREAM_HINT}")
+    provider: ChatProvider = _openai_provider(
+        settings, settings.upstream_base_url, settings.upstream_api_key, counter, obs
+    )
     if fallbacks and breaker is not None:
-        primary = _openai_provider(settings, str(settings.upstream_base_url), settings.upstream_api_key, counter)
         provider = FallbackProvider(
             fallback_entries(
                 settings,
-                primary=primary,
-                make_provider=lambda url, key: _openai_provider(settings, url, key, counter),
+                primary=provider,
+                make_provider=lambda url, key: _openai_provider(settings, url, key, counter, obs),
             ),
             breaker=breaker,
             key_mode=settings.breaker_key,
@@ -142,6 +166,10 @@ def build_proxy(settings: Settings | None = None) -> Proxy:
     pipeline = Pipeline().add(
         CorrelationMiddleware, header_name=settings.request_id_header, access_log=settings.access_log
     )
+    if obs.tracer is not None:
+        pipeline.add(TracingMiddleware, provider_name=settings.otel_provider_name)
+    if obs.metrics:
+        pipeline.add(MetricsMiddleware, collector=obs.collector)
     pipeline.add(ErrorNormalizationMiddleware, max_body_bytes=settings.max_request_bytes)
     if settings.api_keys:
         pipeline.add(APIKeyAuthMiddleware, keys=[key.get_secret_value() for key in settings.api_keys])
@@ -157,20 +185,29 @@ def build_proxy(settings: Settings | None = None) -> Proxy:
             resolve_model=models.resolve,
             max_request_bytes=settings.max_request_bytes,
         )
-    limiter = build_rate_limiter(settings)
     if limiter is not None:
         pipeline.add(
             TokenRateLimitMiddleware,
             limiter=limiter,
-            estimator=CostEstimator(counter=counter, default_max_tokens=settings.rate_limit_default_max_tokens),
+            estimator=CostEstimator(
+                counter=counter, default_max_tokens=settings.rate_limit_default_max_tokens
+            ),
             models=models,
             key=settings.rate_limit_key,
             max_request_bytes=settings.max_request_bytes,
         )
-    app = pipeline.wrap(endpoint)
+    # Probes and scrapes are answered outside the pipeline: no auth, limits or access-log line for them.
+    app: ASGIApp = ObservabilityRoutes(
+        pipeline.wrap(endpoint),
+        collector=obs.collector if obs.metrics else None,
+        health=obs.health,
+        **obs.paths,
+    )
     if breaker is not None:
         app = LifespanHooks(app, on_shutdown=[breaker.aclose])
-    return Proxy(app=app, endpoint=endpoint, pipeline=pipeline, breaker=breaker, limiter=limiter)
+    return Proxy(
+        app=app, endpoint=endpoint, pipeline=pipeline, breaker=breaker, limiter=limiter, observability=obs
+    )
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:

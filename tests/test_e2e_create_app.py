@@ -26,6 +26,8 @@ def test_default_pipeline_order(mock_upstream: MockUpstreamProcess) -> None:
     proxy = build_proxy(proxy_settings(mock_upstream, breaker_enabled=True))
     assert proxy.pipeline.describe() == [
         "CorrelationMiddleware",
+        "TracingMiddleware",
+        "MetricsMiddleware",
         "ErrorNormalizationMiddleware",
         "CircuitBreakerMiddleware",
     ]
@@ -35,6 +37,8 @@ def test_default_pipeline_order(mock_upstream: MockUpstreamProcess) -> None:
     )
     assert full.pipeline.describe() == [
         "CorrelationMiddleware",
+        "TracingMiddleware",
+        "MetricsMiddleware",
         "ErrorNormalizationMiddleware",
         "APIKeyAuthMiddleware",
         "CircuitBreakerMiddleware",
@@ -89,6 +93,12 @@ def test_mounted_under_a_prefix_with_the_parents_lifespan(mock_upstream: MockUps
     assert closed == [True], "the proxy's lifespan shutdown ran and closed the upstream client"
 
 
-def test_create_app_is_the_proxys_app(mock_upstream: MockUpstreamProcess) -> None:
-    app = create_app(proxy_settings(mock_upstream))
-    assert type(app).__name__ == "CorrelationMiddleware"
+def test_create_app_serves_metrics_and_health_in_front_of_auth(mock_upstream: MockUpstreamProcess) -> None:
+    with serve_app(create_app(proxy_settings(mock_upstream, api_keys=["k"]))) as url:
+        client = anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
+        client.messages.create(**HELLO)
+        metrics = httpx.get(url + "/metrics")  # no key: probes and scrapes skip auth
+        assert metrics.status_code == 200
+        assert "gen_ai_client_operation_duration_seconds_count" in metrics.text
+        assert httpx.get(url + "/health/ready").json()["status"] == "ready"
+        assert httpx.get(url + "/v1/models").status_code == 401

@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from opentelemetry.trace import Tracer
 from pydantic import SecretStr
 
 from ccproxy_asgi import __version__, jsonutil
 from ccproxy_asgi.context import RequestContext, UpstreamAttempt
 from ccproxy_asgi.errors import ProxyError, UpstreamError
+from ccproxy_asgi.observability.tracing import traced_send
 from ccproxy_asgi.provider.error_mapping import map_upstream_error
 from ccproxy_asgi.retry import RetryPolicy
 from ccproxy_asgi.tokens.counter import TokenCounter
@@ -40,6 +42,9 @@ class OpenAIProvider:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        tracer: Tracer | None = None,
+        read_timeout: Callable[[], float | None] | None = None,
+        provider_name: str = "openai",
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._completions_url = self._base_url + "/chat/completions"
@@ -49,6 +54,11 @@ class OpenAIProvider:
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
+        # Observability: a CLIENT span per attempt (its traceparent sent upstream), and a per-attempt
+        # read timeout (the adaptive one; None from it means the client's static timeout).
+        self._tracer = tracer
+        self._read_timeout = read_timeout
+        self._provider_name = provider_name
         self._models: tuple[float, list[str]] | None = None
 
     def __repr__(self) -> str:
@@ -78,6 +88,28 @@ class OpenAIProvider:
             headers["traceparent"] = traceparent
         return headers
 
+    async def _send(
+        self, ctx: RequestContext, attempt: int, headers: dict[str, str], content: bytes
+    ) -> UpstreamResponse:
+        """One attempt: traced when there is a tracer, with the adaptive read timeout when there is one."""
+        timeout = self._read_timeout() if self._read_timeout is not None else None
+        if self._tracer is None:
+            return await self._client.send(
+                "POST", self._completions_url, headers=headers, content=content, timeout=timeout
+            )
+        return await traced_send(
+            self._tracer,
+            self._client,
+            ctx,
+            method="POST",
+            url=self._completions_url,
+            headers=headers,
+            content=content,
+            timeout=timeout,
+            attempt=attempt,
+            provider_name=self._provider_name,
+        )
+
     async def _post(
         self, payload: dict[str, Any], ctx: RequestContext, client_key: str | None
     ) -> UpstreamResponse:
@@ -91,9 +123,7 @@ class OpenAIProvider:
             ctx.attempts.append(record)
             started = self._clock()
             try:
-                response = await self._client.send(
-                    "POST", self._completions_url, headers=headers, content=content
-                )
+                response = await self._send(ctx, attempt, headers, content)
             except ProxyError as exc:
                 record.duration_s = self._clock() - started
                 record.error = type(exc).__name__
