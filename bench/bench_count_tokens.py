@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 import orjson
+
+# Run as a script from anywhere: the repository root holds `tests.fixtures` and `tests.support`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ccproxy_asgi._cython import VARIANT
 from ccproxy_asgi.tokens.counter import TokenCounter

@@ -15,10 +15,15 @@ import argparse
 import asyncio
 import contextlib
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+# Run as a script from anywhere: the repository root holds `tests.fixtures` and `tests.support`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ccproxy_asgi._cython import load_variant
 from ccproxy_asgi.ratelimit import AdaptivePolicy, Budget, Cost, MemoryStore, RateLimiter, Settlement

@@ -9,6 +9,10 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from pathlib import Path
+
+# Run as a script from anywhere: the repository root holds `tests.fixtures` and `tests.support`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.translate.options import TranslationOptions, default_profile
@@ -41,7 +45,7 @@ def main() -> None:
     print(
         f"request: {size / 1024:.1f} KiB JSON, {len(body['messages'])} messages, {len(body['tools'])} tools"
     )
-    _time("gpt-5 (reasoning, 1024-char desc.)", body, "gpt-5", iterations)
+    _time("gpt-5 (reasoning)", body, "gpt-5", iterations)
     _time("gpt-4o", body, "gpt-4o", iterations)
     _time("self-hosted (qwen3-coder)", body, "qwen3-coder", iterations)
     start = time.perf_counter_ns()
