@@ -19,6 +19,7 @@ import pytest
 
 from ccproxy_asgi.app import create_app
 from ccproxy_asgi.logs import JsonFormatter, RequestIdFilter
+from ccproxy_asgi.middleware.errors import ErrorNormalizationMiddleware
 from ccproxy_asgi.types import ASGIApp, Receive, Scope, Send
 from tests.support.mock_process import MockUpstreamProcess, mock_upstream_fixture
 from tests.support.proxy_server import serve_app
@@ -90,7 +91,10 @@ def captured_logs() -> Iterator[Lines]:
 def careless_proxy(mock: MockUpstreamProcess, **overrides: Any) -> Iterator[str]:
     settings = proxy_settings(mock, upstream_api_key=UPSTREAM_KEY, retry_max_attempts=1, **overrides)
     app: Any = create_app(settings)
-    errors_layer = app.app  # correlation -> errors -> endpoint; the careless layer goes before the endpoint
+    # The careless layer goes just inside the error layer, wherever that is in the stack.
+    errors_layer = app
+    while not isinstance(errors_layer, ErrorNormalizationMiddleware):
+        errors_layer = errors_layer.app
     errors_layer.app = CarelessLayer(errors_layer.app, UPSTREAM_KEY)
     with serve_app(app) as url:
         yield url

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from ccproxy_asgi.asgi_io import header
 from ccproxy_asgi.context import RequestContext, get_context, new_request_id
 from ccproxy_asgi.errors import ApiError, ProxyError, error_response_parts
-from ccproxy_asgi.logs import ACCESS_LOGGER, bind_request
+from ccproxy_asgi.logs import ACCESS_LOGGER, bind, unbind
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.correlation")
@@ -109,22 +109,24 @@ class CorrelationMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        with bind_request(request_id, _client_secrets(scope)):
-            try:
-                await self.app(scope, receive, send_with_id)
-            except ProxyError as exc:
-                if status is not None:
-                    raise
-                # No error layer inside answered: the error carries its own wire form.
-                await self._send_error(send_with_id, exc, request_id)
-            except Exception:
-                if status is None:
-                    # Still give the client an envelope with its id; the server logs the error.
-                    await self._send_error(send_with_id, ApiError("internal server error"), request_id)
+        bound = bind(request_id, _client_secrets(scope))
+        try:
+            await self.app(scope, receive, send_with_id)
+        except ProxyError as exc:
+            if status is not None:
                 raise
-            finally:
-                if self._access_log:
-                    self._log_access(scope, ctx, status, time.perf_counter() - started)
+            # No error layer inside answered: the error carries its own wire form.
+            await self._send_error(send_with_id, exc, request_id)
+        except Exception:
+            if status is None:
+                # Still give the client an envelope with its id; the server logs the error.
+                await self._send_error(send_with_id, ApiError("internal server error"), request_id)
+            raise
+        finally:
+            # Checked here so a disabled access log costs nothing: the record's fields are not built.
+            if self._access_log and access_logger.isEnabledFor(logging.INFO):
+                self._log_access(scope, ctx, status, time.perf_counter() - started)
+            unbind(bound)
 
     @staticmethod
     async def _send_error(send: Send, error: ProxyError, request_id: str) -> None:
