@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -21,7 +21,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(app: Any, *, lifespan: str = "on", timeout: float = 10.0) -> Iterator[str]:
+def serve_app(
+    app: Any, *, lifespan: Literal["auto", "on", "off"] = "on", timeout: float = 10.0
+) -> Iterator[str]:
     """Run `app` under uvicorn on a free port; yield its base URL (`http://127.0.0.1:PORT`)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
