@@ -13,7 +13,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
-from ccproxy_asgi.asgi_io import header
 from ccproxy_asgi.context import RequestContext, get_context, new_request_id
 from ccproxy_asgi.errors import ApiError, ProxyError, error_response_parts
 from ccproxy_asgi.logs import ACCESS_LOGGER, bind, unbind
@@ -33,11 +32,20 @@ def is_valid_request_id(value: str) -> bool:
     return len(value) <= MAX_REQUEST_ID_LENGTH and _VALID_ID.fullmatch(value) is not None
 
 
-def _client_secrets(scope: Scope) -> list[str | None]:
+def _client_secrets(found: dict[bytes, str]) -> list[str | None]:
     """The key the client presented (either header), so log lines of this request can mask it."""
-    auth = header(scope, b"authorization")
+    auth = found.get(b"authorization")
     bearer = auth[7:].strip() if auth and auth[:7].lower() == "bearer " else None
-    return [header(scope, b"x-api-key"), bearer]
+    return [found.get(b"x-api-key"), bearer]
+
+
+def _scan(scope: Scope, wanted: frozenset[bytes]) -> dict[bytes, str]:
+    """The first value of each wanted header, in one pass over the request headers."""
+    found: dict[bytes, str] = {}
+    for key, value in scope.get("headers", ()):
+        if key in wanted and key not in found:
+            found[key] = bytes(value).decode("latin-1")
+    return found
 
 
 class CorrelationMiddleware:
@@ -65,13 +73,14 @@ class CorrelationMiddleware:
             dict.fromkeys(name.lower().encode("latin-1") for name in (header_name, *fallback_header_names))
         )
         self._write = tuple(dict.fromkeys((b"request-id", header_name.lower().encode("latin-1"))))
+        self._wanted = frozenset((*self._read, b"authorization", b"x-api-key"))
         self._generator = generator
         self._validator = validator
         self._access_log = access_log
 
-    def _incoming_id(self, scope: Scope) -> str:
+    def _incoming_id(self, found: dict[bytes, str]) -> str:
         for name in self._read:
-            value = header(scope, name)
+            value = found.get(name)
             if value is None:
                 continue
             value = value.strip()
@@ -91,8 +100,9 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send)
             return
         ctx = get_context(scope)
+        found = _scan(scope, self._wanted)
         if ctx.request_id is None:
-            ctx.request_id = self._incoming_id(scope)
+            ctx.request_id = self._incoming_id(found)
         request_id = ctx.request_id
         id_header = request_id.encode("latin-1")
         started = time.perf_counter()
@@ -109,7 +119,7 @@ class CorrelationMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        bound = bind(request_id, _client_secrets(scope))
+        bound = bind(request_id, _client_secrets(found))
         try:
             await self.app(scope, receive, send_with_id)
         except ProxyError as exc:
