@@ -14,8 +14,7 @@ per chunk.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -26,7 +25,7 @@ from ccproxy_asgi import __version__
 from ccproxy_asgi.context import RequestContext
 from ccproxy_asgi.observability import semconv as sc
 from ccproxy_asgi.observability.record import upstream_address
-from ccproxy_asgi.upstream.base import UpstreamClient, UpstreamResponse
+from ccproxy_asgi.upstream.base import AsyncClosing, UpstreamClient, UpstreamResponse
 
 TRACER_NAME = "ccproxy_asgi"
 #: `ctx.extras` key of the OpenTelemetry `Context` holding the request's server span.
@@ -84,7 +83,7 @@ def usage_attributes(ctx: RequestContext) -> dict[str, int]:
     }
 
 
-class TracedResponse:
+class TracedResponse(AsyncClosing):
     """An `UpstreamResponse` whose attempt span ends when the response is closed: after the whole body
     was read or streamed, or when the request was abandoned."""
 
@@ -132,17 +131,6 @@ class TracedResponse:
                 _fail(span, stream_error)
             span.set_attributes(usage_attributes(self._ctx))
         span.end()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def traced_send(

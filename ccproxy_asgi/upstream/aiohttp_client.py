@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
 from typing import Self
 
 import aiohttp
@@ -12,7 +11,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 
 from ccproxy_asgi.errors import UpstreamError
 from ccproxy_asgi.upstream._errors import connection_error, timeout_error
-from ccproxy_asgi.upstream.base import HTTPClientConfig
+from ccproxy_asgi.upstream.base import AsyncClosing, HTTPClientConfig
 
 # Upstream hosts are few and stable; a minute of DNS caching saves a lookup per new connection without
 # pinning a moved endpoint for long.
@@ -34,7 +33,7 @@ def _client_error_reason(exc: aiohttp.ClientError) -> str:
     return "connection failed"
 
 
-class AiohttpUpstreamResponse:
+class AiohttpUpstreamResponse(AsyncClosing):
     """An aiohttp response behind the `UpstreamResponse` protocol."""
 
     __slots__ = ("_read_timeout", "_response")
@@ -99,19 +98,8 @@ class AiohttpUpstreamResponse:
         else:
             self._response.close()
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class AiohttpUpstreamClient:
+class AiohttpUpstreamClient(AsyncClosing):
     """A pooled aiohttp `ClientSession`, created lazily inside the running loop (or by `open()`)."""
 
     __slots__ = ("_closed", "_config", "_proxies", "_session", "_timeout")
@@ -235,14 +223,6 @@ class AiohttpUpstreamClient:
     async def __aenter__(self) -> Self:
         await self.open()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 __all__ = ["AiohttpUpstreamClient", "AiohttpUpstreamResponse"]

@@ -72,6 +72,26 @@ class HTTPClientConfig:
         return self.max_keepalive_connections
 
 
+class AsyncClosing:
+    """`async with obj:` returns `obj` and calls its `aclose()` on the way out (responses, clients)."""
+
+    __slots__ = ()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
 @runtime_checkable
 class UpstreamResponse(Protocol):
     """An upstream response whose head has arrived and whose body has not been read yet.

@@ -12,12 +12,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
 from ccproxy_asgi.errors import UpstreamError
 from ccproxy_asgi.upstream._errors import connection_error, timeout_error
-from ccproxy_asgi.upstream.base import HTTPClientConfig
+from ccproxy_asgi.upstream.base import AsyncClosing, HTTPClientConfig
 
 if TYPE_CHECKING:
     # Type vocabulary only: httpx2 mirrors these classes, so one set of annotations serves both.
@@ -43,7 +43,7 @@ def _no_cookies() -> CookieJar:
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
-class HttpxUpstreamResponse:
+class HttpxUpstreamResponse(AsyncClosing):
     """An httpx streaming response behind the `UpstreamResponse` protocol."""
 
     __slots__ = ("_lib", "_read_timeout", "_response")
@@ -102,19 +102,8 @@ class HttpxUpstreamResponse:
         """httpx returns the connection to the pool if the body was read, and closes it otherwise."""
         await self._response.aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class HttpxUpstreamClient:
+class HttpxUpstreamClient(AsyncClosing):
     """A pooled `AsyncClient` of httpx or httpx2 (see `load_httpx`)."""
 
     __slots__ = ("_client", "_config", "_lib", "_timeout")
@@ -213,17 +202,6 @@ class HttpxUpstreamClient:
     async def aclose(self) -> None:
         """Close the client and every pooled connection."""
         await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 __all__ = ["HttpxLibrary", "HttpxUpstreamClient", "HttpxUpstreamResponse", "load_httpx"]
