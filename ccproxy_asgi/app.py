@@ -114,6 +114,9 @@ def build_endpoint(
             max_tokens_field=settings.max_tokens_field,
             forward_top_k=settings.forward_top_k,
             max_tool_description_chars=settings.max_tool_description_chars or None,
+            mid_conversation_system=(
+                None if settings.mid_conversation_system == "auto" else settings.mid_conversation_system
+            ),
         ),
         options=TranslationOptions(server_tools=settings.server_tools),
         ping_interval=settings.ping_interval_seconds,

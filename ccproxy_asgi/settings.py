@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         description="Cut tool descriptions to this many characters (the full text moves to the system prompt), "
         "for upstreams that limit them; 0 = no limit.",
     )
+    mid_conversation_system: Literal["auto", "system", "user"] = Field(
+        default="auto",
+        description="System messages after the first (Claude Code's agent listings): sent as system messages, "
+        "or as <system-reminder> user text for chat templates that refuse them; auto: user text for "
+        "self-hosted models, system for OpenAI's.",
+    )
     server_tools: Literal["reject", "drop"] = Field(
         default="reject",
         description="What to do with Anthropic server tools (web_search, code_execution, ...).",
@@ -186,7 +192,9 @@ class Settings(BaseSettings):
     # --- breaker --------------------------------------------------------------------------------------
     breaker_failure_threshold: int = Field(default=5, ge=1, description="Consecutive failures that open it.")
     breaker_recovery_seconds: float = Field(default=30.0, gt=0, description="Time open before probing.")
-    breaker_enabled: bool = Field(default=True, description="Put the circuit breaker in front of the upstream(s).")
+    breaker_enabled: bool = Field(
+        default=True, description="Put the circuit breaker in front of the upstream(s)."
+    )
     breaker_failure_ratio: float = Field(
         default=0.0,
         ge=0,
@@ -400,4 +408,11 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
-__all__ = ["ENV_PREFIX", "FallbackUpstream", "Settings", "describe_validation_error", "env_name", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "FallbackUpstream",
+    "Settings",
+    "describe_validation_error",
+    "env_name",
+    "load_settings",
+]

@@ -471,3 +471,30 @@ def test_text_stop_reasons_ids_and_usage(e2e: E2E, stream: bool) -> None:
     assert short.stop_reason == "max_tokens"
     assert short.usage.output_tokens <= 3
     assert e2e.upstream_requests()[-1]["body"]["max_completion_tokens"] == 3
+
+
+@pytest.mark.parametrize(
+    ("big_model", "setting", "roles"),
+    [
+        ("qwen3-coder-30b", "auto", ["system", "user"]),  # self-hosted: the listing becomes user text
+        ("gpt-4o", "auto", ["system", "user", "system"]),  # OpenAI accepts system messages anywhere
+        ("gpt-4o", "user", ["system", "user"]),
+    ],
+)
+def test_claude_codes_trailing_system_message_per_upstream_family(
+    e2e: E2E, big_model: str, setting: str, roles: list[str]
+) -> None:
+    client = e2e.client(e2e.proxy(big_model=big_model, mid_conversation_system=setting))
+    message = client.messages.create(
+        model="claude-opus-4-8",
+        max_tokens=64,
+        system="You are Claude Code.",
+        messages=[
+            {"role": "user", "content": "hello"},
+            {"role": "system", "content": "Available agent types: general-purpose"},  # type: ignore[misc,list-item]
+        ],
+    )
+    assert message.type == "message"
+    sent = e2e.upstream_body()["messages"]
+    assert [m["role"] for m in sent] == roles
+    assert "Available agent types" in json.dumps(sent[1:])

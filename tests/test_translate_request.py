@@ -1031,3 +1031,41 @@ def test_unencodable_tool_input_is_a_400() -> None:
     turns = _tool_turns(_tool_result("t1"))
     turns[1]["content"][0]["input"] = {"n": 2**70}
     assert "messages.1.content.0.input" in _error(_body(turns))
+
+
+# --- system messages after the first -------------------------------------------------------------------
+
+CLAUDE_CODE_TURN = [
+    {"role": "user", "content": [{"type": "text", "text": "<system-reminder>date</system-reminder>"}]},
+    {"role": "system", "content": "Available agent types: general-purpose"},
+]
+
+
+def test_later_system_messages_stay_system_for_openai_models() -> None:
+    payload = _run(_body(CLAUDE_CODE_TURN, system="Base."), profile=default_profile("gpt-4o")).payload
+    assert [m["role"] for m in payload["messages"]] == ["system", "user", "system"]
+
+
+def test_later_system_messages_become_user_text_for_self_hosted_models() -> None:
+    payload = _run(_body(CLAUDE_CODE_TURN, system="Base."), profile=default_profile("qwen3-coder")).payload
+    messages = payload["messages"]
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[0]["content"] == "Base."
+    # Folded into the user turn before it, so roles still alternate.
+    assert messages[1]["content"][-1] == {
+        "type": "text",
+        "text": "<system-reminder>\nAvailable agent types: general-purpose\n</system-reminder>",
+    }
+
+
+def test_a_later_system_message_after_an_assistant_turn_is_its_own_user_message() -> None:
+    profile = ModelProfile(mid_conversation_system="user")
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "again"},
+    ]
+    out = _run(_body(messages), profile=profile).payload["messages"]
+    assert [m["role"] for m in out] == ["user", "assistant", "user", "user"]
+    assert out[2]["content"] == [{"type": "text", "text": "<system-reminder>\nbe brief\n</system-reminder>"}]

@@ -313,3 +313,26 @@ def _flush_user(parts: list[dict[str, Any]], into: list[dict[str, Any]]) -> None
     else:
         into.append({"role": "user", "content": list(parts)})
     parts.clear()
+
+
+def demote_later_system_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` with every system message but a leading one turned into user text.
+
+    The text is wrapped in `<system-reminder>` (the form Claude Code itself uses when it cannot send a
+    system message) and folded into the user turn just before it when there is one, so chat templates
+    that insist on alternating roles still get them.
+    """
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if message["role"] != "system" or index == 0:
+            out.append(message)
+            continue
+        reminder = {"type": "text", "text": f"<system-reminder>\n{message['content']}\n</system-reminder>"}
+        previous = out[-1] if out else None
+        if previous is not None and previous["role"] == "user":
+            content = previous["content"]
+            parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            out[-1] = {**previous, "content": [*parts, reminder]}
+        else:
+            out.append({"role": "user", "content": [reminder]})
+    return out

@@ -17,6 +17,7 @@ from typing import Literal
 MaxTokensField = Literal["max_completion_tokens", "max_tokens"]
 ReasoningEcho = Literal["drop", "reasoning_content", "reasoning"]
 ToolCallIdStyle = Literal["openai", "alnum9"]
+MidConversationSystem = Literal["system", "user"]
 ServerToolPolicy = Literal["reject", "drop"]
 ServerToolArtifacts = Literal["text", "drop"]
 UserIdField = Literal["user", "safety_identifier", "none"]
@@ -48,6 +49,10 @@ class ModelProfile:
       with `string_above_max_length` over 1024 characters, until it lifted the limit in 2025; some
       gateways still do): longer ones are cut there and given in full in the system prompt. None: no
       limit. Off by default: the duplicate text costs about 9 % more prompt tokens on Claude Code.
+    - `mid_conversation_system`: how system messages after the first message are sent (Claude Code sends
+      its agent and skill listings that way): `system` as they are (OpenAI accepts them anywhere), or
+      `user` as `<system-reminder>` text folded into the neighbouring user turn, for chat templates that
+      refuse a system message that is not first (common in self-hosted models).
     """
 
     reasoning: bool = False
@@ -58,6 +63,7 @@ class ModelProfile:
     max_stop_sequences: int = 4
     tool_call_ids: ToolCallIdStyle = "openai"
     max_tool_description_chars: int | None = None
+    mid_conversation_system: MidConversationSystem = "system"
 
     def clamp_effort(self, wanted: Effort) -> Effort | None:
         """The supported effort closest to `wanted` without exceeding it (the lowest one if none is
@@ -142,7 +148,12 @@ _REASONING_OPENAI = ModelProfile(
 # field every one of them knows, and `top_k` is a sampling extension they implement. The OpenAI API
 # itself rejects `top_k`, but it is recognized by name above and never gets this profile.
 _SELF_HOSTED = ModelProfile(
-    reasoning=False, efforts=(), max_tokens_field="max_tokens", forward_top_k=True, max_stop_sequences=4
+    reasoning=False,
+    efforts=(),
+    max_tokens_field="max_tokens",
+    forward_top_k=True,
+    max_stop_sequences=4,
+    mid_conversation_system="user",
 )
 
 
@@ -197,6 +208,7 @@ class ProfileResolver:
         max_tokens_field: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto",
         forward_top_k: bool | None = None,
         max_tool_description_chars: int | None = None,
+        mid_conversation_system: MidConversationSystem | None = None,
         overrides: Sequence[tuple[str, ModelProfile]] = (),
     ) -> ProfileResolver:
         """A resolver from flat settings: `reasoning_globs` mark more models as reasoning models;
@@ -208,6 +220,7 @@ class ProfileResolver:
             max_tokens_field=max_tokens_field,
             forward_top_k=forward_top_k,
             max_tool_description_chars=max_tool_description_chars,
+            mid_conversation_system=mid_conversation_system,
         )
 
 
@@ -217,6 +230,7 @@ class _SettingsResolver(ProfileResolver):
     max_tokens_field: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
     forward_top_k: bool | None = None
     max_tool_description_chars: int | None = None
+    mid_conversation_system: MidConversationSystem | None = None
 
     def __call__(self, model: str) -> ModelProfile:
         lowered = model.lower()
@@ -238,6 +252,8 @@ class _SettingsResolver(ProfileResolver):
             profile = replace(profile, forward_top_k=self.forward_top_k and not profile.reasoning)
         if self.max_tool_description_chars is not None:
             profile = replace(profile, max_tool_description_chars=self.max_tool_description_chars)
+        if self.mid_conversation_system is not None:
+            profile = replace(profile, mid_conversation_system=self.mid_conversation_system)
         return profile
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccproxy_asgi.translate._messages import _MessageTranslator
+from ccproxy_asgi.translate._messages import _MessageTranslator, demote_later_system_messages
 from ccproxy_asgi.translate._params import (
     _int_field,
     _number_field,
@@ -86,6 +86,8 @@ def translate_request(
     if system:
         out_messages.append({"role": "system", "content": system})
     out_messages.extend(_MessageTranslator(namer, profile, options).translate(messages))
+    if profile.mid_conversation_system == "user":
+        out_messages = demote_later_system_messages(out_messages)
 
     payload: dict[str, Any] = {"model": upstream_model, "messages": out_messages}
     payload[profile.max_tokens_field] = max_tokens
