@@ -54,6 +54,7 @@ async def test_missing_key_is_a_401_envelope() -> None:
     assert body["error"]["type"] == "authentication_error"
     assert body["request_id"].startswith("req_")
     assert response.headers["request-id"] == body["request_id"]
+    assert response.headers["x-should-retry"] == "false"
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,9 @@ class APIKeyAuthMiddleware:
                 if presented
                 else "missing API key: send x-api-key or Authorization: Bearer"
             )
-            await send_error(send, AuthenticationError(message), ensure_request_id(ctx))
+            # A wrong key stays wrong: without this hint Claude Code retried a 401 with backoff (seen: 7
+            # attempts in a minute) before telling the user.
+            await send_error(send, AuthenticationError(message, should_retry=False), ensure_request_id(ctx))
             return
         ctx.client_key_id = identity
         await self.app(scope, receive, send)
