@@ -7,6 +7,7 @@ Contextvars are for logging only: a contextvar set inside does not reach the lay
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,11 @@ class UpstreamAttempt:
     headers: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
     error: str | None = None
+
+
+#: A check a layer defers until the request is about to go upstream (the breaker's, the limiter's): it
+#: returns when the request may go, or raises the `ProxyError` to answer with instead.
+AdmissionCheck = Callable[[], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -61,7 +67,24 @@ class RequestContext:
     # Set once the first byte of the response body went to the client: no retry, no second response start.
     response_started: bool = False
     client_key_id: str | None = None
+    # Admission is decided when the provider calls out, not when the request arrives: a request the
+    # endpoint rejects by itself (bad JSON, a missing field, an unknown route) is answered with its 4xx
+    # whatever state the breaker or the limiter is in, and never counts against them. Outer layers
+    # append first; `admit` runs the checks once, in that order.
+    admission_checks: list[AdmissionCheck] = field(default_factory=list)
+    admitted: bool = False
+    # Set by the breaker for a request it admits as a probe of a suspect upstream: the provider makes one
+    # attempt only, so a probe is quick and a failing client's retries do not pile up on it.
+    probe: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+
+    async def admit(self) -> None:
+        """Run the deferred admission checks (once per request); raises what a check refused with."""
+        if self.admitted:
+            return
+        self.admitted = True
+        for check in self.admission_checks:
+            await check()
 
 
 def get_context(scope: Scope) -> RequestContext:
@@ -83,6 +106,7 @@ def ensure_request_id(ctx: RequestContext) -> str:
 
 __all__ = [
     "SCOPE_KEY",
+    "AdmissionCheck",
     "new_request_id",
     "RequestContext",
     "UpstreamAttempt",

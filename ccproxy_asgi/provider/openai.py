@@ -114,11 +114,13 @@ class OpenAIProvider:
         self, payload: dict[str, Any], ctx: RequestContext, client_key: str | None
     ) -> UpstreamResponse:
         """POST to the completions URL until a 200 arrives or the policy gives up."""
+        await ctx.admit()
         content = jsonutil.dumps(payload)
         headers = self._headers(ctx, client_key)
-        last = self._retry.max_attempts - 1
+        attempts = 1 if ctx.probe else self._retry.max_attempts
+        last = attempts - 1
         retries = self._retry.start(self._clock)
-        for attempt in range(self._retry.max_attempts):
+        for attempt in range(attempts):
             record = UpstreamAttempt(url=self._completions_url)
             ctx.attempts.append(record)
             started = self._clock()
