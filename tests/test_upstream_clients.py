@@ -22,6 +22,7 @@ from ccproxy_asgi.errors import UpstreamError, UpstreamTimeoutError
 from ccproxy_asgi.upstream import (
     DEFAULT_USER_AGENT,
     AiohttpUpstreamClient,
+    FirstByteTimeoutClient,
     HTTPClientConfig,
     HttpxUpstreamClient,
     UpstreamClient,
@@ -464,3 +465,123 @@ async def test_factory() -> None:
         await httpx_client.aclose()
     with pytest.raises(ValueError, match="unknown upstream client kind"):
         create_upstream_client("requests", None)  # type: ignore[arg-type]
+
+
+# --- first-byte timeout (issue 11) ---------------------------------------------------------------------
+
+
+async def test_first_byte_timeout_bounds_the_wait_for_the_head(
+    server: EchoServer, make_client: MakeClient
+) -> None:
+    client = make_client(read_timeout=60)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError) as info:
+        await client.send("GET", f"{server.url}/stall-head", headers={}, first_byte_timeout=0.3)
+    elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 2
+    assert info.value.status == 504
+    assert str(info.value) == "upstream timeout: first byte timed out after 0.3 s (no response head)"
+    # The connection is closed, so the upstream stops working on the abandoned request.
+    assert await next_disconnect(server) == "stall-head"
+    assert busy_connections(client) == 0
+    async with await client.send("GET", f"{server.url}/echo", headers={}) as response:
+        assert response.status == 200
+
+
+async def test_first_byte_timeout_does_not_bound_the_body(
+    server: EchoServer, make_client: MakeClient
+) -> None:
+    # The head comes at once, then the body stalls: only the read timeout may end that.
+    client = make_client(read_timeout=0.6)
+    started = time.monotonic()
+    async with await client.send(
+        "GET", f"{server.url}/stall-body", headers={}, first_byte_timeout=0.2
+    ) as response:
+        received: list[bytes] = []
+        with pytest.raises(UpstreamTimeoutError, match=r"read timed out after 0\.6 s"):
+            await collect(response, received)
+    assert time.monotonic() - started >= 0.6
+    assert received == [b"partial"]
+    assert await next_disconnect(server) == "stall-body"
+
+
+async def test_read_timeout_still_fires_first_when_shorter(
+    server: EchoServer, make_client: MakeClient
+) -> None:
+    # A first-byte timeout never lengthens the wait: a shorter read timeout ends a silent head first.
+    client = make_client(read_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError, match=r"read timed out after 0\.3 s"):
+        await client.send("GET", f"{server.url}/stall-head", headers={}, first_byte_timeout=30)
+    assert time.monotonic() - started < 3
+
+
+async def test_no_first_byte_timeout_unless_asked(server: EchoServer, make_client: MakeClient) -> None:
+    # The config's value is for the caller to pass (streams); a request without it waits for the read
+    # timeout, as a non-streaming request must.
+    client = make_client(read_timeout=0.5, first_byte_timeout=0.1)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError, match=r"read timed out after 0\.5 s"):
+        await client.send("GET", f"{server.url}/stall-head", headers={})
+    assert time.monotonic() - started >= 0.5
+
+
+async def test_first_byte_timeout_covers_the_connect(make_client: MakeClient) -> None:
+    client = make_client(connect_timeout=30, pool_timeout=30)
+    async with blackhole_port() as port:
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeoutError, match=r"first byte timed out after 0\.3 s"):
+            await client.send("GET", f"http://127.0.0.1:{port}/", headers={}, first_byte_timeout=0.3)
+    assert time.monotonic() - started < 3
+
+
+async def test_first_byte_timeout_leaves_a_prompt_head_alone(
+    server: EchoServer, make_client: MakeClient
+) -> None:
+    client = make_client()
+    for _ in range(3):
+        async with await client.send(
+            "GET", f"{server.url}/echo", headers={}, first_byte_timeout=5
+        ) as response:
+            assert response.status == 200
+            await response.read()
+    assert busy_connections(client) == 0
+
+
+async def test_cancel_during_first_byte_wait_is_a_cancel_not_a_timeout(
+    server: EchoServer, make_client: MakeClient
+) -> None:
+    # The caller's own cancellation (its client went away) must stay a CancelledError, never turn into
+    # a timeout error that someone would answer.
+    client = make_client(max_connections=1, pool_timeout=1.0, connect_timeout=1.0)
+    task = asyncio.create_task(
+        client.send("GET", f"{server.url}/stall-head", headers={}, first_byte_timeout=30)
+    )
+    async with asyncio.timeout(3):
+        await server.stall_started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await next_disconnect(server) == "stall-head"
+    assert busy_connections(client) == 0
+
+
+async def test_first_byte_timeout_view_passes_the_timeout_on(
+    server: EchoServer, make_client: MakeClient
+) -> None:
+    client = make_client(read_timeout=60)
+    view = FirstByteTimeoutClient(client, 0.2)
+    assert isinstance(view, UpstreamClient)
+    with pytest.raises(UpstreamTimeoutError, match=r"first byte timed out after 0\.2 s"):
+        await view.send("GET", f"{server.url}/stall-head", headers={})
+    await view.aclose()  # the view owns nothing: the client stays usable
+    async with await client.send("GET", f"{server.url}/echo", headers={}) as response:
+        assert response.status == 200
+
+
+def test_first_byte_timeout_config() -> None:
+    assert HTTPClientConfig().first_byte_timeout == 45.0
+    assert HTTPClientConfig(first_byte_timeout=None).first_byte_timeout is None
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="first_byte_timeout must be positive or None"):
+            HTTPClientConfig(first_byte_timeout=bad)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ccproxy_asgi.upstream.base import (
     DEFAULT_USER_AGENT,
+    FirstByteTimeoutClient,
     HTTPClientConfig,
     UpstreamClient,
     UpstreamResponse,
@@ -57,6 +58,7 @@ __all__ = [
     "DEFAULT_USER_AGENT",
     "AiohttpUpstreamClient",
     "AiohttpUpstreamResponse",
+    "FirstByteTimeoutClient",
     "HTTPClientConfig",
     "HttpxUpstreamClient",
     "HttpxUpstreamResponse",

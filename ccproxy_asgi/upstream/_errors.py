@@ -54,4 +54,11 @@ def timeout_error(phase: str, seconds: float | None) -> UpstreamTimeoutError:
     return UpstreamTimeoutError(f"upstream timeout: {phase} timed out{limit}")
 
 
-__all__ = ["connection_error", "os_reason", "timeout_error"]
+def first_byte_timeout_error(seconds: float) -> UpstreamTimeoutError:
+    """The first-byte timeout fired: named apart from the read timeout, whose remedy differs."""
+    return UpstreamTimeoutError(
+        f"upstream timeout: first byte timed out after {round(seconds, 2):g} s (no response head)"
+    )
+
+
+__all__ = ["connection_error", "first_byte_timeout_error", "os_reason", "timeout_error"]

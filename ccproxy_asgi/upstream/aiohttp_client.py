@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Self
 
@@ -10,7 +11,7 @@ import yarl
 from aiohttp.helpers import get_env_proxy_for_url
 
 from ccproxy_asgi.errors import UpstreamError
-from ccproxy_asgi.upstream._errors import connection_error, timeout_error
+from ccproxy_asgi.upstream._errors import connection_error, first_byte_timeout_error, timeout_error
 from ccproxy_asgi.upstream.base import AsyncClosing, HTTPClientConfig
 
 # Upstream hosts are few and stable; a minute of DNS caching saves a lookup per new connection without
@@ -183,27 +184,35 @@ class AiohttpUpstreamClient(AsyncClosing):
         # A per-request *read* timeout (silence between reads), which a caller's asyncio.timeout()
         # around the whole call cannot express; hence the parameter ASYNC109 warns about.
         timeout: float | None = None,  # noqa: ASYNC109
+        first_byte_timeout: float | None = None,
     ) -> AiohttpUpstreamResponse:
         """Send a request and return once the response head arrived (see `UpstreamClient.send`)."""
         session = self._ensure_session()
         read_timeout = self._config.read_timeout if timeout is None else timeout
         client_timeout = self._timeout if timeout is None else self._client_timeout(timeout)
+        # aiohttp has no timeout for the head alone (its sock_read restarts with every read, head and
+        # body alike), so the head gets a deadline of its own; None sets none.
+        head = asyncio.timeout(first_byte_timeout)
         try:
             # Cancellation here is safe: aiohttp closes the connection if the task is cancelled while
-            # it writes the request or waits for the head, which aborts the upstream generation.
-            response = await session.request(
-                method,
-                url,
-                headers=headers,
-                data=content,
-                timeout=client_timeout,
-                # Redirects would replay the request (and its credentials) somewhere else.
-                allow_redirects=False,
-                proxy=self._proxy_for(url),
-            )
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise timeout_error("connect", self._config.connect_timeout) from exc
+            # it writes the request or waits for the head, which aborts the upstream generation. The
+            # head deadline cancels the same way.
+            async with head:
+                response = await session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=content,
+                    timeout=client_timeout,
+                    # Redirects would replay the request (and its credentials) somewhere else.
+                    allow_redirects=False,
+                    proxy=self._proxy_for(url),
+                )
         except TimeoutError as exc:
+            if first_byte_timeout is not None and head.expired():
+                raise first_byte_timeout_error(first_byte_timeout) from exc
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                raise timeout_error("connect", self._config.connect_timeout) from exc
             raise timeout_error("read", read_timeout) from exc
         except aiohttp.ClientError as exc:
             raise connection_error(exc, _client_error_reason(exc)) from exc

@@ -33,6 +33,16 @@ class HTTPClientConfig:
     - `connect_timeout`: TCP (and TLS) connect, kept short so a dead host fails fast and can be retried.
     - `read_timeout`: the longest silence between two reads, not a cap on the whole response; a slow
       model may think for minutes before its first token. `send(timeout=...)` overrides it per request.
+    - `first_byte_timeout`: the longest wait for the response head (pool wait, connect, send and the
+      upstream's silence before its status line, together) of a request that asks for it with
+      `send(first_byte_timeout=...)`. The clients never apply it on their own: only the caller knows
+      whether the head should come early. A streaming server sends its head before (or with) the first
+      token, so a silent one is hung or stuck loading; a non-streaming one usually sends nothing until the
+      whole completion is ready, so there only the read timeout can apply. The proxy's provider passes
+      it for streams, because until the head arrives its client has received nothing at all, not even a
+      ping, and the reverse proxies in front give up after 60-100 s of that. It is a bound on the head,
+      never on the body, and it cannot lengthen the wait: the read timeout still bounds every silence.
+      None: no such bound.
     - `write_timeout`: the longest a single write of the request may block (httpx only; aiohttp has none).
     - `pool_timeout`: the longest wait for a free connection when all `max_connections` are busy;
       None waits forever. aiohttp cannot bound the two apart: there the pool wait plus the connect
@@ -47,6 +57,7 @@ class HTTPClientConfig:
     keepalive_expiry: float = 15.0
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
+    first_byte_timeout: float | None = 45.0
     write_timeout: float = 60.0
     pool_timeout: float | None = 30.0
     http2: bool = False
@@ -63,6 +74,8 @@ class HTTPClientConfig:
                 raise ValueError(f"{name} must be positive")
         if self.pool_timeout is not None and self.pool_timeout <= 0:
             raise ValueError("pool_timeout must be positive or None")
+        if self.first_byte_timeout is not None and self.first_byte_timeout <= 0:
+            raise ValueError("first_byte_timeout must be positive or None")
 
     @property
     def keepalive_connections(self) -> int:
@@ -159,12 +172,19 @@ class UpstreamClient(Protocol):
         # A per-request *read* timeout (silence between reads), which a caller's asyncio.timeout()
         # around the whole call cannot express; hence the parameter ASYNC109 warns about.
         timeout: float | None = None,  # noqa: ASYNC109
+        first_byte_timeout: float | None = None,
     ) -> UpstreamResponse:
         """Send one request; `timeout` overrides the config's read timeout for this request only.
 
+        `first_byte_timeout` bounds the wait for the response head of this request (see
+        `HTTPClientConfig.first_byte_timeout`); None leaves the head to the read timeout alone. A
+        first-byte timeout is enforced by the client rather than by the caller's own `asyncio.timeout()`
+        so that its expiry is reported as what it is (an `UpstreamTimeoutError` naming it) and never
+        confused with the caller being cancelled.
+
         Raises `UpstreamError` ("upstream connection error: <reason>") when the request cannot be
-        delivered or the response head is invalid, and `UpstreamTimeoutError` on a connect, write, pool
-        or read timeout. Messages never contain headers or URL credentials.
+        delivered or the response head is invalid, and `UpstreamTimeoutError` on a connect, write, pool,
+        first-byte or read timeout. Messages never contain headers or URL credentials.
         """
         ...
 
@@ -182,4 +202,53 @@ class UpstreamClient(Protocol):
     ) -> None: ...
 
 
-__all__ = ["DEFAULT_USER_AGENT", "HTTPClientConfig", "UpstreamClient", "UpstreamResponse"]
+class FirstByteTimeoutClient(AsyncClosing):
+    """A view of `client` whose every `send` carries a first-byte timeout.
+
+    For handing a client to code that calls `send` without knowing about first-byte timeouts (the
+    tracing wrapper): the provider decides the timeout, the view passes it on. The view owns nothing:
+    closing it leaves the client open.
+    """
+
+    __slots__ = ("_client", "_first_byte_timeout")
+
+    def __init__(self, client: UpstreamClient, first_byte_timeout: float | None) -> None:
+        self._client = client
+        self._first_byte_timeout = first_byte_timeout
+
+    def __repr__(self) -> str:
+        return f"FirstByteTimeoutClient({self._client!r}, first_byte_timeout={self._first_byte_timeout!r})"
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the read timeout, passed through
+        first_byte_timeout: float | None = None,
+    ) -> UpstreamResponse:
+        """`client.send(...)` with the view's first-byte timeout unless this call names its own."""
+        if first_byte_timeout is None:
+            first_byte_timeout = self._first_byte_timeout
+        return await self._client.send(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            timeout=timeout,
+            first_byte_timeout=first_byte_timeout,
+        )
+
+    async def aclose(self) -> None:
+        """Nothing: the client belongs to whoever made the view."""
+
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "FirstByteTimeoutClient",
+    "HTTPClientConfig",
+    "UpstreamClient",
+    "UpstreamResponse",
+]

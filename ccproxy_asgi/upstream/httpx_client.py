@@ -9,6 +9,7 @@ still cost 5-6x aiohttp's CPU, which is why aiohttp is the default for serving.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import AsyncIterator, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -16,7 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from ccproxy_asgi.errors import UpstreamError
-from ccproxy_asgi.upstream._errors import connection_error, timeout_error
+from ccproxy_asgi.upstream._errors import connection_error, first_byte_timeout_error, timeout_error
 from ccproxy_asgi.upstream.base import AsyncClosing, HTTPClientConfig
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ class HttpxUpstreamClient(AsyncClosing):
         # A per-request *read* timeout (silence between reads), which a caller's asyncio.timeout()
         # around the whole call cannot express; hence the parameter ASYNC109 warns about.
         timeout: float | None = None,  # noqa: ASYNC109
+        first_byte_timeout: float | None = None,
     ) -> HttpxUpstreamResponse:
         """Send a request and return once the response head arrived (see `UpstreamClient.send`)."""
         lib = self._lib
@@ -171,6 +173,9 @@ class HttpxUpstreamClient(AsyncClosing):
         if self._client.is_closed:
             raise RuntimeError("the upstream client is closed")
         read_timeout = config.read_timeout if timeout is None else timeout
+        # httpx's read timeout restarts with every read, head and body alike; the head gets a deadline
+        # of its own (None sets none).
+        head = asyncio.timeout(first_byte_timeout)
         try:
             request = self._client.build_request(
                 method,
@@ -180,8 +185,14 @@ class HttpxUpstreamClient(AsyncClosing):
                 timeout=self._timeout if timeout is None else self._make_timeout(timeout),
             )
             # httpcore closes the connection if the task is cancelled mid-request, which aborts the
-            # upstream generation.
-            response = await self._client.send(request, stream=True)
+            # upstream generation. The head deadline cancels the same way.
+            async with head:
+                response = await self._client.send(request, stream=True)
+        except TimeoutError as exc:
+            # Only the head deadline raises the builtin TimeoutError here; httpx has its own classes.
+            if first_byte_timeout is not None and head.expired():
+                raise first_byte_timeout_error(first_byte_timeout) from exc
+            raise timeout_error("read", read_timeout) from exc
         except lib.ConnectTimeout as exc:
             raise timeout_error("connect", config.connect_timeout) from exc
         except lib.PoolTimeout as exc:
