@@ -71,6 +71,7 @@ def _openai_provider(
             max_connections=settings.http_max_connections,
             connect_timeout=settings.http_connect_timeout_seconds,
             read_timeout=settings.http_read_timeout_seconds,
+            first_byte_timeout=settings.http_first_byte_timeout_seconds,
             http2=settings.http2,
         ),
     )

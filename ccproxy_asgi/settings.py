@@ -275,6 +275,13 @@ class Settings(BaseSettings):
     http_read_timeout_seconds: float = Field(
         default=600.0, gt=0, description="Longest silence between two reads from the upstream."
     )
+    http_first_byte_timeout_seconds: float = Field(
+        default=45.0,
+        gt=0,
+        description="Streaming requests: longest wait for the upstream's response head, retries included "
+        "(the client gets nothing, not even a ping, until then); non-streaming ones wait up to the read "
+        "timeout.",
+    )
     http2: bool = Field(default=False, description="HTTP/2 to the upstream (httpx client only).")
 
     # --- logging --------------------------------------------------------------------------------------

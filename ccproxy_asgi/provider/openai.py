@@ -18,12 +18,17 @@ from pydantic import SecretStr
 
 from ccproxy_asgi import __version__, jsonutil
 from ccproxy_asgi.context import RequestContext, UpstreamAttempt
-from ccproxy_asgi.errors import ProxyError, UpstreamError
+from ccproxy_asgi.errors import ProxyError, UpstreamError, UpstreamTimeoutError
 from ccproxy_asgi.observability.tracing import traced_send
 from ccproxy_asgi.provider.error_mapping import map_upstream_error
 from ccproxy_asgi.retry import RetryPolicy
 from ccproxy_asgi.tokens.counter import TokenCounter
-from ccproxy_asgi.upstream.base import UpstreamClient, UpstreamResponse
+from ccproxy_asgi.upstream.base import (
+    FirstByteTimeoutClient,
+    HTTPClientConfig,
+    UpstreamClient,
+    UpstreamResponse,
+)
 
 _MODELS_TTL_SECONDS = 300.0
 logger = logging.getLogger(__name__)
@@ -91,15 +96,36 @@ class OpenAIProvider:
     async def _send(
         self, ctx: RequestContext, attempt: int, headers: dict[str, str], content: bytes
     ) -> UpstreamResponse:
-        """One attempt: traced when there is a tracer, with the adaptive read timeout when there is one."""
+        """One attempt: traced when there is a tracer, with the adaptive read timeout when there is one,
+        and for a stream the client's first-byte timeout, counted from the first attempt."""
         timeout = self._read_timeout() if self._read_timeout is not None else None
+        client = self._client
+        config = getattr(client, "config", None)  # clients written before first-byte timeouts have none
+        if ctx.stream and isinstance(config, HTTPClientConfig) and config.first_byte_timeout is not None:
+            # Until the head arrives a streaming client has had nothing, not even a ping, and a retry
+            # does not change that: the budget runs from the first attempt, so a silent upstream costs
+            # the client one first-byte timeout, not one per attempt. (A non-streaming head usually
+            # comes with the whole completion, so only the read timeout can apply to it.)
+            now = self._clock()
+            deadline = now + config.first_byte_timeout
+            if attempt == 0:
+                ctx.extras["first_byte_deadline"] = deadline
+            else:
+                deadline = float(ctx.extras.get("first_byte_deadline", deadline))
+            left = deadline - now
+            if left <= 0:
+                raise UpstreamTimeoutError(
+                    f"upstream timeout: first byte timed out after {config.first_byte_timeout:g} s "
+                    "(no response head, retries included)"
+                )
+            client = FirstByteTimeoutClient(client, left)
         if self._tracer is None:
-            return await self._client.send(
+            return await client.send(
                 "POST", self._completions_url, headers=headers, content=content, timeout=timeout
             )
         return await traced_send(
             self._tracer,
-            self._client,
+            client,
             ctx,
             method="POST",
             url=self._completions_url,
