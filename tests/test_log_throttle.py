@@ -132,7 +132,8 @@ def test_exc_info_reaches_the_record(throttled: ThrottledLog, caplog: pytest.Log
     except RuntimeError:
         throttled.error("x", "it failed", exc_info=True)
     (record,) = [r for r in caplog.records if r.name == LOGGER]
-    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+    assert record.exc_info is not None
+    assert record.exc_info[0] is RuntimeError
 
 
 def test_messages_are_formatted_lazily(throttled: ThrottledLog, caplog: pytest.LogCaptureFixture) -> None:
@@ -160,7 +161,8 @@ def test_old_keys_are_forgotten_past_max_keys(clock: ManualClock, caplog: pytest
     throttled.warning("b", "b")
     throttled.warning("c", "c")  # forgets "a"
     assert not throttled.active("a")
-    assert throttled.active("b") and throttled.active("c")
+    assert throttled.active("b")
+    assert throttled.active("c")
     throttled.warning("a", "a")  # written again: at most one line early, never an unbounded map
     assert lines(caplog) == ["a", "b", "c", "a"]
 
