@@ -366,6 +366,10 @@ class Settings(BaseSettings):
     redis_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL for the redis state backend."
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="redis_url names a node of a Redis Cluster (the client learns the other nodes from it).",
+    )
 
     # --- inbound auth ---------------------------------------------------------------------------------
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(

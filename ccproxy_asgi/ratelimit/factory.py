@@ -66,12 +66,15 @@ def policy_from_settings(settings: Settings) -> AdaptivePolicy:
 
 
 def store_from_settings(settings: Settings) -> LimiterStore:
-    """A `RedisStore` for `state_backend=redis`, else a `MemoryStore`."""
+    """A `RedisStore` for `state_backend=redis` (on a Redis Cluster with `redis_cluster`), else a
+    `MemoryStore`."""
     if settings.state_backend == "redis":
         from ccproxy_asgi.ratelimit.redis_store import RedisStore
 
         return RedisStore.from_url(
-            settings.redis_url.get_secret_value(), prefix=settings.rate_limit_redis_prefix
+            settings.redis_url.get_secret_value(),
+            prefix=settings.rate_limit_redis_prefix,
+            cluster=settings.redis_cluster,
         )
     return MemoryStore()
 

@@ -1,10 +1,11 @@
 """`RedisStore`: windows and adaptive state shared by every process through Redis.
 
 Each decision, settlement and observation is one Lua script (`_lua.py` documents the data): one round
-trip, atomic, no read-modify-write from Python. Times are the Redis server's, so processes on different
-hosts agree on the window. When Redis cannot be reached the store raises `StoreUnavailableError` (the
-limiter then fails open or closed), logs the outage once as an error, stops trying for `retry_interval`
-seconds at a time so requests are not held up by connect timeouts, and logs the recovery.
+trip, atomic, no read-modify-write from Python. Times are the Redis server's (with Redis Cluster, the
+clock of the master that holds the key), so processes on different hosts agree on the window. When Redis
+cannot be reached the store raises `StoreUnavailableError` (the limiter then fails open or closed), logs
+the outage once as an error, stops trying for `retry_interval` seconds at a time so requests are not held
+up by connect timeouts, and logs the recovery.
 """
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ccproxy_asgi.ratelimit import _lua
 from ccproxy_asgi.ratelimit.adaptive import AdaptivePolicy
@@ -32,6 +30,7 @@ from ccproxy_asgi.ratelimit.store import (
     StoreUnavailableError,
     Ticket,
 )
+from ccproxy_asgi.redis_client import REDIS_ERRORS, RedisClient, build_redis_client, close_redis_client
 
 logger = logging.getLogger("ccproxy_asgi.ratelimit.redis")
 
@@ -52,26 +51,33 @@ def _opt(value: Any) -> int | None:
 
 
 class RedisStore:
-    """The shared `LimiterStore`. `client`: a `redis.asyncio.Redis` (or `RedisCluster`: every key of
-    one limiter key shares a hash tag). `prefix`: namespace of the keys. `clock`: a time base to use
-    instead of the server's (tests). `retry_interval`: seconds between attempts while Redis is down."""
+    """The shared `LimiterStore`. `client`: a `redis.asyncio.Redis` or `RedisCluster` (the keys of one
+    limiter key share a hash tag, so each script runs on the one node that owns them). `prefix`:
+    namespace of the keys. `clock`: a time base to use instead of the server's (tests).
+    `retry_interval`: seconds between attempts while Redis is down. `max_concurrency`: at most this many
+    calls in flight, the others waiting up to `wait_timeout` seconds (for a cluster client, which fails
+    instead of waiting when a node's pool is full); None: no bound of the store's own."""
 
     shared = True
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         *,
         prefix: str = "ccproxy:rl",
         clock: Callable[[], float] | None = None,
         retry_interval: float = 1.0,
         owns_client: bool = False,
+        max_concurrency: int | None = None,
+        wait_timeout: float = 0.5,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self._clock = clock
         self._retry_interval = retry_interval
         self._owns_client = owns_client
+        self._gate = None if max_concurrency is None else asyncio.Semaphore(max_concurrency)
+        self._wait_timeout = wait_timeout
         self._acquire = client.register_script(_lua.PRELUDE + _lua.ACQUIRE)
         self._settle = client.register_script(_lua.PRELUDE + _lua.SETTLE)
         self._observe = client.register_script(_lua.PRELUDE + _lua.OBSERVE)
@@ -92,21 +98,30 @@ class RedisStore:
         retry_interval: float = 1.0,
         max_connections: int = 64,
         clock: Callable[[], float] | None = None,
+        cluster: bool = False,
     ) -> RedisStore:
-        """A store with its own client for `url`. Short timeouts and no client-side retries: an outage
-        must cost a request milliseconds, and the failure mode decides what happens then. Past
-        `max_connections` concurrent calls, callers wait for a free connection (up to the socket
-        timeout) instead of failing."""
-        pool = BlockingConnectionPool.from_url(
+        """A store with its own client for `url` (a `RedisCluster` when `cluster`). Short timeouts and no
+        client-side retries: an outage must cost a request milliseconds, and the failure mode decides
+        what happens then. Past `max_connections` concurrent calls, callers wait for a free connection
+        (up to the socket timeout) instead of failing."""
+        client = build_redis_client(
             url,
-            max_connections=max_connections,
+            cluster=cluster,
             timeout=socket_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
+            connect_timeout=connect_timeout,
+            # One server: a blocking pool bounds the calls. A cluster client cannot wait for a connection,
+            # so the store bounds its calls itself and the nodes' pools are left unbounded.
+            max_connections=None if cluster else max_connections,
         )
-        client = Redis(connection_pool=pool)
-        return cls(client, prefix=prefix, clock=clock, retry_interval=retry_interval, owns_client=True)
+        return cls(
+            client,
+            prefix=prefix,
+            clock=clock,
+            retry_interval=retry_interval,
+            owns_client=True,
+            max_concurrency=max_connections if cluster else None,
+            wait_timeout=socket_timeout,
+        )
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self.prefix!r})"
@@ -146,8 +161,11 @@ class RedisStore:
                 )
             raise StoreUnavailableError("redis is unavailable")
         try:
-            result = await script(keys=self.keys_for(key), args=list(args))
-        except (RedisError, OSError, TimeoutError) as exc:
+            if self._gate is None:
+                result = await script(keys=self.keys_for(key), args=list(args))
+            else:
+                result = await self._gated(script, key, args)
+        except REDIS_ERRORS as exc:
             self._retry_at = time.monotonic() + self._retry_interval
             if self._down_since is None:
                 self._down_since = self._reminded_at = time.monotonic()
@@ -159,6 +177,19 @@ class RedisStore:
             )
             self._down_since = None
         return result
+
+    async def _gated(self, script: Callable[..., Awaitable[Any]], key: str, args: Sequence[str]) -> Any:
+        gate = self._gate
+        assert gate is not None
+        try:
+            async with asyncio.timeout(self._wait_timeout):
+                await gate.acquire()
+        except TimeoutError:
+            raise RedisConnectionError(f"no connection free within {self._wait_timeout:g} s") from None
+        try:
+            return await script(keys=self.keys_for(key), args=list(args))
+        finally:
+            gate.release()
 
     async def _shielded(self, work: Awaitable[Any]) -> Any:
         # A write must not be half-done by a cancellation: let it finish in the background.
@@ -297,7 +328,7 @@ class RedisStore:
         """Whether Redis answers now (logs like any other call)."""
         try:
             await self.client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             logger.error("rate-limit store unavailable at start-up (%s: %s)", type(exc).__name__, exc)
             return False
         return True
@@ -306,7 +337,7 @@ class RedisStore:
         if self._background:
             await asyncio.wait(set(self._background), timeout=1.0)
         if self._owns_client:
-            await self.client.aclose(close_connection_pool=True)
+            await close_redis_client(self.client)
 
 
 __all__ = ["RedisStore"]
