@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ccproxy_asgi.ids import random_base62
 from ccproxy_asgi.types import Scope
@@ -36,6 +36,9 @@ class UpstreamAttempt:
 #: A check a layer defers until the request is about to go upstream (the breaker's, the limiter's): it
 #: returns when the request may go, or raises the `ProxyError` to answer with instead.
 AdmissionCheck = Callable[[], Awaitable[None]]
+#: When a guarding layer decides: "on_arrival", before the inner app runs (works with any inner app), or
+#: "deferred", as an admission check run when the provider calls out (this package's endpoint).
+AdmissionMode = Literal["on_arrival", "deferred"]
 
 
 @dataclass(slots=True)
@@ -107,6 +110,7 @@ def ensure_request_id(ctx: RequestContext) -> str:
 __all__ = [
     "SCOPE_KEY",
     "AdmissionCheck",
+    "AdmissionMode",
     "new_request_id",
     "RequestContext",
     "UpstreamAttempt",

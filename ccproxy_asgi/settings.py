@@ -190,16 +190,19 @@ class Settings(BaseSettings):
     )
 
     # --- breaker --------------------------------------------------------------------------------------
-    breaker_failure_threshold: int = Field(default=5, ge=1, description="Consecutive failures that open it.")
+    breaker_failure_threshold: int = Field(
+        default=5, ge=1, description="Distinct failing requests in a row (no success between) that open it."
+    )
     breaker_recovery_seconds: float = Field(default=30.0, gt=0, description="Time open before probing.")
     breaker_enabled: bool = Field(
         default=True, description="Put the circuit breaker in front of the upstream(s)."
     )
     breaker_failure_ratio: float = Field(
-        default=0.0,
+        default=0.5,
         ge=0,
         le=1,
-        description="Also open when this fraction of the requests in the window failed; 0 = off.",
+        description="With at least min_requests in the window: open when this fraction failed, and not on "
+        "consecutive failures below it; 0 = off (consecutive failures alone decide).",
     )
     breaker_window_seconds: float = Field(default=60.0, gt=0, description="Window of the failure ratio.")
     breaker_min_requests: int = Field(
@@ -217,6 +220,17 @@ class Settings(BaseSettings):
     )
     breaker_probe_lease_seconds: float = Field(
         default=120.0, gt=0, description="A probe slot whose request never reported back is freed after this."
+    )
+    breaker_open_probe_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="While open with no fallback left, one probe is let through this often.",
+    )
+    breaker_repeat_memory_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="A request failing again within this time (same body: a client's retry) is not counted "
+        "again; 0 = off.",
     )
     breaker_count_429: bool = Field(default=False, description="Count upstream 429s as breaker failures.")
     breaker_key: Literal["upstream", "upstream_model"] = Field(

@@ -384,3 +384,139 @@ async def test_the_memory_store_forgets_least_recently_used_closed_keys(clock: F
 def test_upstream_keys_hide_credentials_and_name_the_model() -> None:
     assert upstream_key("https://user:pw@api.example.com:8443/v1/?key=x#f") == "https://api.example.com:8443/v1"
     assert upstream_key("http://[::1]:8000/v1", "gpt-4o") == "http://[::1]:8000/v1|gpt-4o"
+
+
+# --- evidence: what counts, and how an upstream with no alternative is probed ------------------------
+
+
+async def fail_as(breaker: CircuitBreaker, fingerprint: str, *, alone: bool = False) -> Ticket:
+    ticket = await breaker.acquire(KEY, fingerprint=fingerprint, alone=alone)
+    if ticket.allowed:
+        await breaker.record(ticket, Outcome.FAILURE)
+    return ticket
+
+
+async def test_a_request_retried_by_its_client_counts_once(make_breaker: MakeBreaker) -> None:
+    breaker = make_breaker(failure_threshold=3)
+    for _ in range(10):  # Claude Code retries a 5xx up to ten times, with the same body
+        await fail_as(breaker, "poisoned")
+    snap = await breaker.snapshot(KEY)
+    assert (snap.state, snap.consecutive_failures, snap.window_failures) == (State.CLOSED, 1, 1)
+    await fail_as(breaker, "other-1")
+    await fail_as(breaker, "other-2")
+    assert await state(breaker) is State.OPEN  # distinct failing requests still count
+
+
+async def test_a_repeat_counts_again_once_forgotten(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+    breaker = make_breaker(failure_threshold=2, repeat_memory_seconds=30)
+    await fail_as(breaker, "same")
+    clock.advance(10)
+    await fail_as(breaker, "same")
+    assert (await breaker.snapshot(KEY)).consecutive_failures == 1
+    clock.advance(31)
+    await fail_as(breaker, "same")
+    assert await state(breaker) is State.OPEN
+
+
+async def test_one_request_in_three_failing_keeps_it_closed(make_breaker: MakeBreaker) -> None:
+    breaker = make_breaker()  # the defaults
+    for index in range(90):
+        ticket = await breaker.acquire(KEY, fingerprint=f"request-{index}")
+        assert ticket.allowed
+        await breaker.record(ticket, Outcome.FAILURE if index % 3 == 0 else Outcome.SUCCESS)
+    snap = await breaker.snapshot(KEY)
+    assert snap.state is State.CLOSED
+    assert snap.trips == 0
+
+
+async def test_a_short_run_of_failures_among_many_successes_does_not_trip(make_breaker: MakeBreaker) -> None:
+    breaker = make_breaker(failure_threshold=5, failure_ratio=0.5, min_requests=20)
+    await succeed(breaker, 40)
+    for index in range(8):  # eight upstream resets in a row, at high traffic
+        await fail_as(breaker, f"reset-{index}")
+    snap = await breaker.snapshot(KEY)
+    assert (snap.state, snap.consecutive_failures) == (State.CLOSED, 8)
+
+
+async def test_a_dead_upstream_still_trips_fast_at_any_traffic(make_breaker: MakeBreaker) -> None:
+    quiet = make_breaker(failure_threshold=5)
+    for index in range(5):
+        await fail_as(quiet, f"quiet-{index}")
+    assert await state(quiet) is State.OPEN
+    busy = make_breaker(failure_threshold=5, failure_ratio=0.5, min_requests=20)
+    key = "http://busy.test/v1"
+    await succeed(busy, 30, key=key)
+    tripped_after = None
+    for index in range(40):
+        ticket = await busy.acquire(key, fingerprint=f"busy-{index}")
+        if not ticket.allowed:
+            tripped_after = index
+            break
+        await busy.record(ticket, Outcome.FAILURE)
+    # 30 successes then every request failing: it opens once failures are half of the window.
+    assert tripped_after == 30
+
+
+async def test_alone_an_open_breaker_lets_one_probe_through_per_interval(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    breaker = make_breaker(failure_threshold=2, recovery_seconds=30, open_probe_interval_seconds=1)
+    for index in range(2):
+        await fail_as(breaker, f"down-{index}")
+    refused = await breaker.acquire(KEY, fingerprint="healthy", alone=True)
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(1)
+    assert not (await breaker.acquire(KEY, fingerprint="healthy")).allowed  # not alone: shed for 30 s
+    clock.advance(1)
+    probe = await breaker.acquire(KEY, fingerprint="healthy", alone=True)
+    assert probe.allowed and probe.probe is not None and probe.state is State.OPEN
+    busy = await breaker.acquire(KEY, fingerprint="another", alone=True)
+    assert not busy.allowed  # one probe in flight at a time
+    await breaker.record(probe, Outcome.SUCCESS)
+    snap = await breaker.snapshot(KEY)
+    assert (snap.state, snap.trips) == (State.CLOSED, 0)
+
+
+async def test_alone_a_failed_probe_keeps_it_open_without_growing_the_recovery(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    breaker = make_breaker(failure_threshold=2, recovery_seconds=30, recovery_growth=2.0)
+    for index in range(2):
+        await fail_as(breaker, f"down-{index}")
+    clock.advance(1)
+    probe = await fail_as(breaker, "probe-1", alone=True)
+    assert probe.allowed
+    snap = await breaker.snapshot(KEY)
+    assert (snap.state, snap.trips, snap.probes_in_flight) == (State.OPEN, 1, 0)
+    assert snap.retry_after == pytest.approx(29)
+    clock.advance(0.5)
+    assert not (await breaker.acquire(KEY, fingerprint="probe-2", alone=True)).allowed  # interval
+    clock.advance(0.5)
+    assert (await breaker.acquire(KEY, fingerprint="probe-2", alone=True)).allowed
+
+
+async def test_a_request_known_to_fail_is_never_a_probe(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+    breaker = make_breaker(failure_threshold=2, recovery_seconds=10)
+    await fail_as(breaker, "poisoned")
+    await fail_as(breaker, "down")
+    clock.advance(11)  # half-open now
+    refused = await breaker.acquire(KEY, fingerprint="poisoned")
+    assert not refused.allowed
+    probe = await breaker.acquire(KEY, fingerprint="fresh")
+    assert probe.allowed and probe.probe is not None
+    await breaker.record(probe, Outcome.SUCCESS)
+    assert await state(breaker) is State.CLOSED
+
+
+async def test_probes_let_through_while_open_carry_over_into_half_open(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    breaker = make_breaker(failure_threshold=1, recovery_seconds=5, open_probe_interval_seconds=1)
+    await fail_as(breaker, "down")
+    clock.advance(4)
+    probe = await breaker.acquire(KEY, fingerprint="slow", alone=True)
+    assert probe.allowed
+    clock.advance(2)  # the recovery time ends while the probe is still in flight
+    assert not (await breaker.acquire(KEY, fingerprint="next")).allowed  # its slot is still taken
+    await breaker.record(probe, Outcome.SUCCESS)
+    assert await state(breaker) is State.CLOSED

@@ -182,8 +182,14 @@ async def test_every_breaker_open_is_a_529_with_the_shortest_wait(
         await provider.complete(PAYLOAD, ctx)
     assert [len(u.payloads) for u in upstreams] == calls
     assert ctx.upstream_name is None
-    # Opened at t+0, t+2 and t+4 for 10 s each; now t+4: the primary probes first, in 6 s.
-    assert caught.value.retry_after == pytest.approx(6)
+    # Opened at t+0, t+2 and t+4 for 10 s each; now t+4. The primary would probe in 6 s, but the last
+    # upstream, with nothing after it, keeps probing while open: its next probe is 1 s after its trip.
+    assert caught.value.retry_after == pytest.approx(1)
+    clock.advance(1)
+    upstreams[2].fail_with(500, ApiError("still down"), times=1)
+    with pytest.raises(ApiError):
+        await provider.complete(PAYLOAD, context())
+    assert len(upstreams[2].payloads) == calls[2] + 1
 
 
 async def test_the_last_upstream_error_is_raised_when_all_fail(

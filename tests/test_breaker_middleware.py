@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -62,10 +63,22 @@ def breaker(clock: FakeClock, **policy: Any) -> CircuitBreaker:
 
 
 def layer(endpoint: FakeEndpoint, cb: CircuitBreaker, **kwargs: Any) -> CircuitBreakerMiddleware:
+    # Most tests here are about shedding load; probing while open (`alone`) has tests of its own.
+    kwargs.setdefault("alone", False)
     return CircuitBreakerMiddleware(endpoint, breaker=cb, upstream=UPSTREAM, **kwargs)
 
 
-async def post(app: Any, path: str = "/v1/messages", body: bytes = BODY) -> httpx.Response:
+_sent = itertools.count()
+
+
+def distinct_body() -> bytes:
+    """A valid Messages body no earlier request had: distinct failures are independent evidence."""
+    message = {"role": "user", "content": f"request {next(_sent)}"}
+    return json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [message]}).encode()
+
+
+async def post(app: Any, path: str = "/v1/messages", body: bytes | None = None) -> httpx.Response:
+    body = distinct_body() if body is None else body
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://proxy.test") as client:
         return await client.post(path, content=body, headers={"content-type": "application/json"})

@@ -86,10 +86,11 @@ async def test_keys_share_one_hash_tag_and_expire(redis_server: RedisServer) -> 
     prefix = redis_server.unique_prefix() + ":"
     store = RedisBreakerStore(fast_client(redis_url), prefix=prefix)
     breaker = CircuitBreaker(policy=POLICY, store=store, clock=FakeClock(time.time()))
-    state_key, probes_key = store.redis_keys(KEY)
+    state_key, probes_key, failed_key = store.redis_keys(KEY)
     tag = state_key[state_key.index("{") : state_key.index("}") + 1]
-    assert probes_key.startswith(state_key)
-    assert tag in probes_key
+    for other in (probes_key, failed_key):
+        assert other.startswith(state_key)
+        assert tag in other
     assert len(tag) > 2
     for _ in range(2):
         await breaker.record(await breaker.acquire(KEY), Outcome.FAILURE)

@@ -7,6 +7,7 @@ breaker closes and traffic resumes. Client mistakes never open it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,19 +15,15 @@ from typing import Any
 import anthropic
 import pytest
 
-from ccproxy_asgi.breaker import CircuitBreaker
+from ccproxy_asgi.breaker import CircuitBreaker, State
 from tests.support.breaker_app import breaker_app
+from tests.support.breaker_support import distinct_message
 from tests.support.mock_process import MockUpstreamProcess, mock_upstream_fixture
 from tests.support.proxy_server import serve_app
 from tests.support.stack import proxy_settings
 
 mock = mock_upstream_fixture(scope="module")
 
-MESSAGE: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 32,
-    "messages": [{"role": "user", "content": "hello"}],
-}
 
 
 @pytest.fixture
@@ -56,11 +53,11 @@ def test_opens_answers_529_without_calling_upstream_then_heals(
     upstream: MockUpstreamProcess, tripping: tuple[anthropic.Anthropic, CircuitBreaker]
 ) -> None:
     client, breaker = tripping
-    assert client.messages.create(**MESSAGE).content  # healthy to begin with
+    assert client.messages.create(**distinct_message()).content  # healthy to begin with
     upstream.queue_faults("500", "503", "500")
     for _ in range(3):
         with pytest.raises(anthropic.APIStatusError) as failed:
-            client.messages.create(**MESSAGE)
+            client.messages.create(**distinct_message())
         assert failed.value.status_code in (500, 529)  # 503 upstream -> 529 overloaded (PROTOCOL.md)
     assert len(upstream.requests()) == 4
     opened_at = time.monotonic()
@@ -68,7 +65,7 @@ def test_opens_answers_529_without_calling_upstream_then_heals(
     # Open: an honest 529 at once, whether streamed or not, and the upstream is not called.
     for stream in (False, True):
         with pytest.raises(anthropic.OverloadedError) as refused:
-            client.messages.create(**MESSAGE, stream=stream)
+            client.messages.create(**distinct_message(), stream=stream)
         response = refused.value.response
         assert response.status_code == 529
         assert response.headers["retry-after"] == "1"  # 0.6 s to the next probe, rounded up
@@ -81,18 +78,18 @@ def test_opens_answers_529_without_calling_upstream_then_heals(
     time.sleep(max(0.0, opened_at + 0.65 - time.monotonic()))
     upstream.queue_faults("500")
     with pytest.raises(anthropic.InternalServerError):
-        client.messages.create(**MESSAGE)
+        client.messages.create(**distinct_message())
     reopened_at = time.monotonic()
     with pytest.raises(anthropic.OverloadedError):
-        client.messages.create(**MESSAGE)
+        client.messages.create(**distinct_message())
     assert len(upstream.requests()) == 5
 
     # The upstream healed: the probe succeeds, the breaker closes, traffic resumes (streams too).
     time.sleep(max(0.0, reopened_at + 0.65 - time.monotonic()))
-    assert client.messages.create(**MESSAGE).stop_reason == "end_turn"
+    assert client.messages.create(**distinct_message()).stop_reason == "end_turn"
     for _ in range(3):
-        assert client.messages.create(**MESSAGE).content
-    with client.messages.stream(**MESSAGE) as stream_:
+        assert client.messages.create(**distinct_message()).content
+    with client.messages.stream(**distinct_message()) as stream_:
         assert stream_.get_final_message().content
     assert len(upstream.requests()) == 10
 
@@ -118,29 +115,32 @@ def test_client_mistakes_and_429s_never_open_it(
     upstream.queue_faults(*["400"] * 4, *["context_length"] * 4, *["429:retry_after=0"] * 4)
     for expected in [anthropic.BadRequestError] * 8 + [anthropic.RateLimitError] * 4:
         with pytest.raises(expected):
-            client.messages.create(**MESSAGE)
+            client.messages.create(**distinct_message())
     assert len(upstream.requests()) == 12
-    assert client.messages.create(**MESSAGE).content
+    assert client.messages.create(**distinct_message()).content
     assert len(upstream.requests()) == 13
     (stats,) = breaker.stats().values()
     assert (stats.failures, stats.rejected, stats.transitions) == (0, 0, {})
 
 
 def test_streams_cut_by_the_upstream_and_timeouts_open_it(upstream: MockUpstreamProcess) -> None:
-    for client, _ in proxy(
+    for client, breaker in proxy(
         upstream, breaker_failure_threshold=3, breaker_recovery_seconds=30, http_read_timeout_seconds=0.3
     ):
         upstream.queue_faults({"fault": "cut", "after_chunks": 2}, {"fault": "cut", "after_chunks": 1})
         for _ in range(2):
-            with pytest.raises(anthropic.APIStatusError), client.messages.stream(**MESSAGE) as stream:
+            with pytest.raises(anthropic.APIStatusError), client.messages.stream(**distinct_message()) as stream:
                 stream.get_final_message()  # an `event: error` after the 200
         upstream.queue_faults("hang")
         with pytest.raises(anthropic.APIStatusError) as timed_out:
-            client.messages.create(**MESSAGE)
+            client.messages.create(**distinct_message())
         assert timed_out.value.status_code == 504
         with pytest.raises(anthropic.OverloadedError) as refused:
-            client.messages.create(**MESSAGE)
-        assert 29 <= int(refused.value.response.headers["retry-after"]) <= 30
+            client.messages.create(**distinct_message())
+        # Open for 30 s; with no fallback a probe may go in a second, so that is the wait the client hears.
+        assert refused.value.response.headers["retry-after"] == "1"
+        (snapshot,) = [snap for snap in asyncio.run(breaker.snapshots())]
+        assert snapshot.state is State.OPEN and 28 <= snapshot.retry_after <= 30
         assert len(upstream.requests()) == 3
 
 
@@ -153,7 +153,7 @@ def test_connection_errors_open_it() -> None:
     for client, _ in proxy(Nowhere(), breaker_failure_threshold=2):  # type: ignore[arg-type]
         for _ in range(2):
             with pytest.raises(anthropic.APIStatusError) as failed:
-                client.messages.create(**MESSAGE)
+                client.messages.create(**distinct_message())
             assert failed.value.status_code == 502
         with pytest.raises(anthropic.OverloadedError):
-            client.messages.create(**MESSAGE)
+            client.messages.create(**distinct_message())

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import anthropic
 import pytest
 
 from tests.support.breaker_app import breaker_app
+from tests.support.breaker_support import distinct_message
 from tests.support.mock_process import MockUpstreamProcess, mock_upstream_fixture
 from tests.support.proxy_server import serve_app
 from tests.support.stack import proxy_settings
@@ -18,11 +18,6 @@ from tests.support.stack import proxy_settings
 primary = mock_upstream_fixture("--fault", "500", "--fault-rate", "1.0", scope="module", name="primary")
 secondary = mock_upstream_fixture(scope="module", name="secondary")
 
-MESSAGE: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 32,
-    "messages": [{"role": "user", "content": "hi"}],
-}
 SECONDARY_KEY = "sk-secondary-0123456789abcdef"
 
 
@@ -55,7 +50,7 @@ def test_primary_down_secondary_serves_and_the_header_says_so(
 ) -> None:
     # The primary fails before the first byte: the same request goes to the secondary.
     for expected_primary_calls in (1, 2):
-        raw = client.messages.with_raw_response.create(**MESSAGE)
+        raw = client.messages.with_raw_response.create(**distinct_message())
         assert raw.headers["x-ccproxy-upstream"] == "secondary"
         assert raw.parse().content
         assert len(primary.requests()) == expected_primary_calls
@@ -65,9 +60,9 @@ def test_primary_down_secondary_serves_and_the_header_says_so(
 
     # Two failures opened the primary's breaker: it is skipped without a call, streams included.
     opened_at = time.monotonic()
-    raw = client.messages.with_raw_response.create(**MESSAGE)
+    raw = client.messages.with_raw_response.create(**distinct_message())
     assert raw.headers["x-ccproxy-upstream"] == "secondary"
-    with client.messages.with_streaming_response.create(**MESSAGE, stream=True) as streamed:
+    with client.messages.with_streaming_response.create(**distinct_message(), stream=True) as streamed:
         assert streamed.headers["x-ccproxy-upstream"] == "secondary"
         assert "message_stop" in streamed.text()
     assert len(primary.requests()) == 2
@@ -76,9 +71,9 @@ def test_primary_down_secondary_serves_and_the_header_says_so(
     # The primary heals: after the recovery time a probe reaches it, succeeds, and it serves again.
     primary.queue_faults("none", "none")
     time.sleep(max(0.0, opened_at + 0.55 - time.monotonic()))
-    raw = client.messages.with_raw_response.create(**MESSAGE)
+    raw = client.messages.with_raw_response.create(**distinct_message())
     assert raw.headers["x-ccproxy-upstream"] == "primary"
-    raw = client.messages.with_raw_response.create(**MESSAGE)
+    raw = client.messages.with_raw_response.create(**distinct_message())
     assert raw.headers["x-ccproxy-upstream"] == "primary"
     assert len(primary.requests()) == 4
     assert len(secondary.requests()) == 4
@@ -90,9 +85,9 @@ def test_every_upstream_down_is_an_honest_529(
     secondary.queue_faults("503", "503")
     for _ in range(2):  # the primary fails, then the secondary: its error reaches the client
         with pytest.raises(anthropic.APIStatusError):
-            client.messages.create(**MESSAGE)
+            client.messages.create(**distinct_message())
     with pytest.raises(anthropic.OverloadedError) as refused:
-        client.messages.create(**MESSAGE)
+        client.messages.create(**distinct_message())
     assert refused.value.response.headers["retry-after"] == "1"
     assert "x-ccproxy-upstream" not in refused.value.response.headers
     assert (len(primary.requests()), len(secondary.requests())) == (2, 2)

@@ -15,11 +15,11 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anthropic
 import pytest
 
+from tests.support.breaker_support import distinct_message
 from tests.support.mock_process import REPO_ROOT, MockUpstreamProcess, mock_upstream_fixture
 from tests.support.proxy_server import free_port
 from tests.support.redis_server import RedisServer, redis_server_fixture
@@ -28,11 +28,6 @@ from tests.support.stack import UPSTREAM_KEY
 mock = mock_upstream_fixture(scope="module")
 redis_server = redis_server_fixture()
 
-MESSAGE: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 32,
-    "messages": [{"role": "user", "content": "hi"}],
-}
 
 
 @contextlib.contextmanager
@@ -92,24 +87,24 @@ def test_one_process_trips_and_the_other_answers_open(mock: MockUpstreamProcess,
         first = anthropic.Anthropic(base_url=first_url, api_key="k", max_retries=0, timeout=20)
         second = anthropic.Anthropic(base_url=second_url, api_key="k", max_retries=0, timeout=20)
         try:
-            assert second.messages.create(**MESSAGE).content  # both healthy to begin with
+            assert second.messages.create(**distinct_message()).content  # both healthy to begin with
             mock.queue_faults("500", "500")
             for _ in range(2):
                 with pytest.raises(anthropic.InternalServerError):
-                    first.messages.create(**MESSAGE)
+                    first.messages.create(**distinct_message())
             tripped_at = time.monotonic()
             assert len(mock.requests()) == 3
             # The second process never saw a failure, yet it refuses: the state lives in Redis.
             with pytest.raises(anthropic.OverloadedError) as refused:
-                second.messages.create(**MESSAGE)
+                second.messages.create(**distinct_message())
             assert refused.value.response.headers["retry-after"] == "1"
             with pytest.raises(anthropic.OverloadedError):
-                first.messages.create(**MESSAGE)
+                first.messages.create(**distinct_message())
             assert len(mock.requests()) == 3
             # The second process's probe closes the breaker for the first as well.
             time.sleep(max(0.0, tripped_at + 1.05 - time.monotonic()))
-            assert second.messages.create(**MESSAGE).content
-            assert first.messages.create(**MESSAGE).content
+            assert second.messages.create(**distinct_message()).content
+            assert first.messages.create(**distinct_message()).content
             assert len(mock.requests()) == 5
         finally:
             first.close()

@@ -408,7 +408,8 @@ def test_readiness_follows_the_breaker(upstream: MockUpstreamProcess) -> None:
         assert ready.json()["checks"]["upstream"] == {"ok": True}
 
         upstream.queue_faults("500", "500")
-        assert [proxy.chat().status_code for _ in range(2)] == [500, 500]
+        # Two distinct failing requests (a client's retry of one would not count twice).
+        assert [proxy.chat(f"failing {index}").status_code for index in range(2)] == [500, 500]
         assert proxy.chat().status_code == 529  # open: answered by the breaker
         unready = proxy.http.get("/health/ready")
         assert unready.status_code == 503

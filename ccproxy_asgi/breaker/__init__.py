@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ccproxy_asgi.breaker._breaker import BreakerStats, CircuitBreaker, TransitionListener
+from ccproxy_asgi.breaker._breaker import (
+    BreakerStats,
+    CircuitBreaker,
+    TransitionListener,
+    request_fingerprint,
+)
 from ccproxy_asgi.breaker._classify import attempt_outcome, request_outcome
 from ccproxy_asgi.breaker._factory import build_breaker, policy_from_settings, upstream_key
 from ccproxy_asgi.breaker._memory import MemoryBreakerStore
@@ -43,6 +48,7 @@ __all__ = [
     "attempt_outcome",
     "build_breaker",
     "policy_from_settings",
+    "request_fingerprint",
     "request_outcome",
     "upstream_key",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,17 @@ from ccproxy_asgi.context import UpstreamAttempt
 logger = logging.getLogger("ccproxy_asgi.breaker")
 
 TransitionListener = Callable[[Transition], None]
+
+
+def request_fingerprint(body: bytes | None) -> str:
+    """A short digest of a request body: equal for a client's retries of the same request.
+
+    Not a security boundary, only "have we seen this request fail": CRC-32 plus the length is stable
+    across processes (shared through Redis) and costs about a microsecond for a typical body.
+    """
+    if not body:
+        return ""
+    return f"{zlib.crc32(body):08x}{len(body):x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +114,16 @@ class CircuitBreaker:
             except Exception:
                 logger.exception("breaker transition listener failed")
 
-    async def acquire(self, key: str) -> Ticket:
-        """Admit a request on `key` (maybe as a half-open probe) or refuse it with a `retry_after`."""
-        ticket, transition = await self.store.acquire(key, self.policy, self._clock(), self._token())
+    async def acquire(self, key: str, *, fingerprint: str = "", alone: bool = False) -> Ticket:
+        """Admit a request on `key` (maybe as a probe) or refuse it with a `retry_after`.
+
+        `fingerprint` (see `request_fingerprint`) lets the breaker tell a client's retry of a failed
+        request from new evidence; `alone` says no other upstream could serve the request, so an open
+        breaker keeps probing instead of refusing everything for its whole recovery time.
+        """
+        ticket, transition = await self.store.acquire(
+            key, self.policy, self._clock(), self._token(), fingerprint=fingerprint, alone=alone
+        )
         if transition is not None:
             self._changed(transition)
         counters = self._counter(key)
@@ -169,4 +188,4 @@ class CircuitBreaker:
         await self.store.aclose()
 
 
-__all__ = ["BreakerStats", "CircuitBreaker", "TransitionListener"]
+__all__ = ["BreakerStats", "CircuitBreaker", "TransitionListener", "request_fingerprint"]

@@ -40,6 +40,8 @@ def policy_from_settings(settings: Settings) -> BreakerPolicy:
         half_open_max_probes=settings.breaker_half_open_probes,
         half_open_successes=settings.breaker_half_open_successes,
         probe_lease_seconds=settings.breaker_probe_lease_seconds,
+        open_probe_interval_seconds=settings.breaker_open_probe_interval_seconds,
+        repeat_memory_seconds=settings.breaker_repeat_memory_seconds,
         count_429=settings.breaker_count_429,
     )
 

@@ -1,15 +1,16 @@
 """The breaker's transitions as one Redis Lua script, so every decision is atomic across processes.
 
 It mirrors `_machine.py` rule for rule (the shared store tests run both). KEYS[1] is the key's hash
-(scalar fields and the window buckets), KEYS[2] the sorted set of probe tokens scored by lease expiry;
-both carry the same hash tag so Redis Cluster keeps them on one slot. ARGV: op, now, the policy, then the
+(scalar fields and the window buckets), KEYS[2] the sorted set of probe tokens scored by lease expiry,
+KEYS[3] the sorted set of recently failed request fingerprints scored by when they are forgotten; all
+carry the same hash tag so Redis Cluster keeps them on one slot. ARGV: op, now, the policy, then the
 op's own arguments. Numbers go back to Python as strings: Redis truncates Lua numbers to integers.
 """
 
 from __future__ import annotations
 
 BREAKER_SCRIPT = r"""
-local hkey, pkey = KEYS[1], KEYS[2]
+local hkey, pkey, fkey = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
@@ -23,8 +24,11 @@ local max_probes = tonumber(ARGV[10])
 local needed = tonumber(ARGV[11])
 local lease = tonumber(ARGV[12])
 local busy = tonumber(ARGV[13])
-local ttl_ms = tonumber(ARGV[14])
+local probe_interval = tonumber(ARGV[14])
+local repeat_memory = tonumber(ARGV[15])
+local ttl_ms = tonumber(ARGV[16])
 local NB = 10
+local MAX_FAILED = 256
 
 local function fmt(x) return string.format('%.17g', x) end
 
@@ -37,6 +41,7 @@ local cf = tonumber(h['cf'] or '0')
 local open_until = tonumber(h['ou'] or '0')
 local trips = tonumber(h['trips'] or '0')
 local succ = tonumber(h['succ'] or '0')
+local last_probe = tonumber(h['lp'] or '-1e308')
 local dirty = false
 
 local width = window / NB
@@ -89,14 +94,52 @@ local function trip(reason)
   state = 'open'
   epoch = epoch + 1
   open_until = now + delay
+  last_probe = now
   reset_counts()
   return {from, 'open', reason, fmt(delay)}
+end
+
+local function close()
+  local from = state
+  state = 'closed'
+  epoch = epoch + 1
+  trips = 0
+  reset_counts()
+  return {from, 'closed', string.format('%d probes succeeded', needed), '0'}
+end
+
+local function known_failure(fp)
+  if fp == '' then return false end
+  local expires = redis.call('ZSCORE', fkey, fp)
+  return expires ~= false and tonumber(expires) > now
+end
+
+local function remember_failure(fp)
+  if fp == '' or repeat_memory <= 0 then return end
+  redis.call('ZREMRANGEBYSCORE', fkey, '-inf', fmt(now))
+  redis.call('ZADD', fkey, fmt(now + repeat_memory), fp)
+  local extra = redis.call('ZCARD', fkey) - MAX_FAILED
+  if extra > 0 then redis.call('ZPOPMIN', fkey, extra) end
+  redis.call('PEXPIRE', fkey, ttl_ms)
+end
+
+local function should_trip()
+  local total, failures = window_counts()
+  local busy_window = ratio > 0 and total >= min_requests
+  local mostly_failing = busy_window and failures >= ratio * total
+  if cf >= threshold and ((not busy_window) or mostly_failing) then
+    return string.format('%d consecutive failures', cf)
+  end
+  if mostly_failing then
+    return string.format('%d of %d requests failed', failures, total)
+  end
+  return nil
 end
 
 local function save()
   if not dirty then return end
   local fields = {'state', state, 'epoch', fmt(epoch), 'cf', fmt(cf), 'ou', fmt(open_until),
-                  'trips', fmt(trips), 'succ', fmt(succ), 'key', ARGV[#ARGV]}
+                  'trips', fmt(trips), 'succ', fmt(succ), 'lp', fmt(last_probe), 'key', ARGV[#ARGV]}
   for i = 0, NB - 1 do
     local b, n, f = 'b' .. i, 'n' .. i, 'f' .. i
     table.insert(fields, b); table.insert(fields, h[b] or '-1')
@@ -110,36 +153,65 @@ end
 
 local none = {'', '', '', '0'}
 
+-- A probe if a slot is free (and, while still open, the probe interval passed): {allowed, retry_after}.
+local function probe(token, fp)
+  local opened_for = 0
+  if state == 'open' and open_until > now then opened_for = open_until - now end
+  if known_failure(fp) then
+    return 0, math.max(busy, opened_for)
+  end
+  redis.call('ZREMRANGEBYSCORE', pkey, '-inf', fmt(now))
+  if redis.call('ZCARD', pkey) >= max_probes then
+    return 0, busy
+  end
+  if state == 'open' then
+    local next_probe = last_probe + probe_interval
+    if now < next_probe then
+      return 0, math.min(opened_for, next_probe - now)
+    end
+    last_probe = now
+    dirty = true
+  end
+  redis.call('ZADD', pkey, fmt(now + lease), token)
+  redis.call('PEXPIRE', pkey, ttl_ms)
+  return 1, 0
+end
+
 if op == 'acquire' then
-  local token = ARGV[15]
+  local token, fp, alone = ARGV[17], ARGV[18], ARGV[19] == '1'
   local tr = none
+  local allowed, retry_after = 1, 0
   if state == 'open' then
     if now < open_until then
-      return {0, state, fmt(epoch), fmt(open_until - now), '', '', '', '0'}
+      if not alone then
+        return {0, state, fmt(epoch), fmt(open_until - now), '', '', '', '0'}
+      end
+      allowed, retry_after = probe(token, fp)
+      save()
+      return {allowed, state, fmt(epoch), fmt(retry_after), '', '', '', '0'}
     end
+    -- Probes let through while open keep their slots (and their epoch): they are half-open probes now.
     state = 'half_open'
-    epoch = epoch + 1
-    reset_counts()
+    succ = 0
+    dirty = true
     tr = {'open', 'half_open', 'recovery timeout elapsed', '0'}
   end
-  local allowed, retry_after = 1, 0
   if state == 'half_open' then
-    redis.call('ZREMRANGEBYSCORE', pkey, '-inf', fmt(now))
-    if redis.call('ZCARD', pkey) >= max_probes then
-      allowed, retry_after = 0, busy
-    else
-      redis.call('ZADD', pkey, fmt(now + lease), token)
-      redis.call('PEXPIRE', pkey, ttl_ms)
-    end
+    allowed, retry_after = probe(token, fp)
   end
   save()
   return {allowed, state, fmt(epoch), fmt(retry_after), tr[1], tr[2], tr[3], tr[4]}
 end
 
 if op == 'record' then
-  local outcome, ticket_epoch, probe = ARGV[15], tonumber(ARGV[16]), ARGV[17]
+  local outcome, ticket_epoch, probe_token, fp = ARGV[17], tonumber(ARGV[18]), ARGV[19], ARGV[20]
   local tr = none
   if ticket_epoch == epoch then
+    if outcome == 'failure' then
+      local repeated = known_failure(fp)
+      remember_failure(fp)
+      if repeated then outcome = 'neutral' end
+    end
     if state == 'closed' then
       if outcome ~= 'neutral' then
         count(outcome == 'failure')
@@ -147,30 +219,18 @@ if op == 'record' then
           cf = 0
         else
           cf = cf + 1
-          if cf >= threshold then
-            tr = trip(string.format('%d consecutive failures', cf))
-          elseif ratio > 0 then
-            local total, failures = window_counts()
-            if total >= min_requests and failures >= ratio * total then
-              tr = trip(string.format('%d of %d requests failed', failures, total))
-            end
-          end
+          local reason = should_trip()
+          if reason then tr = trip(reason) end
         end
       end
-    elseif state == 'half_open' and probe ~= '' then
-      redis.call('ZREM', pkey, probe)
-      if outcome == 'failure' then
+    elseif probe_token ~= '' then
+      redis.call('ZREM', pkey, probe_token)
+      if outcome == 'failure' and state == 'half_open' then
         tr = trip('a half-open probe failed')
       elseif outcome == 'success' then
         succ = succ + 1
         dirty = true
-        if succ >= needed then
-          state = 'closed'
-          epoch = epoch + 1
-          trips = 0
-          reset_counts()
-          tr = {'half_open', 'closed', string.format('%d probes succeeded', needed), '0'}
-        end
+        if succ >= needed then tr = close() end
       end
     end
   end

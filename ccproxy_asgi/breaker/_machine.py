@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from ccproxy_asgi.breaker._model import (
+    MAX_REMEMBERED_FAILURES,
     WINDOW_BUCKETS,
     BreakerPolicy,
     BreakerSnapshot,
@@ -34,6 +35,10 @@ class BreakerRecord:
     successes: int = 0
     # Probe token -> the time its lease runs out.
     probes: dict[str, float] = field(default_factory=dict)
+    # When the last probe was let through while open (probes of an upstream with no alternative).
+    last_probe: float = -math.inf
+    # Fingerprints of recently failed requests -> when they are forgotten; insertion ordered.
+    failed: dict[str, float] = field(default_factory=dict)
 
 
 def _bucket_id(policy: BreakerPolicy, now: float) -> int:
@@ -60,6 +65,23 @@ def _count(record: BreakerRecord, policy: BreakerPolicy, now: float, failed: boo
     record.buckets[slot] = (bucket, count + 1, failures + int(failed))
 
 
+def _known_failure(record: BreakerRecord, fingerprint: str, now: float) -> bool:
+    expires = record.failed.get(fingerprint) if fingerprint else None
+    return expires is not None and expires > now
+
+
+def _remember_failure(record: BreakerRecord, policy: BreakerPolicy, fingerprint: str, now: float) -> None:
+    """Remember a failed request's fingerprint (bounded: expired and then the oldest are dropped)."""
+    if not fingerprint or policy.repeat_memory_seconds <= 0:
+        return
+    for stale in [fp for fp, expires in record.failed.items() if expires <= now]:
+        del record.failed[stale]
+    record.failed.pop(fingerprint, None)
+    record.failed[fingerprint] = now + policy.repeat_memory_seconds
+    while len(record.failed) > MAX_REMEMBERED_FAILURES:
+        del record.failed[next(iter(record.failed))]
+
+
 def _reset_counts(record: BreakerRecord) -> None:
     record.consecutive_failures = 0
     record.successes = 0
@@ -74,8 +96,30 @@ def _trip(record: BreakerRecord, key: str, policy: BreakerPolicy, now: float, re
     record.state = State.OPEN
     record.epoch += 1
     record.open_until = now + delay
+    record.last_probe = now  # the failure that tripped it was the latest probe of the upstream
     _reset_counts(record)
     return Transition(key, previous, State.OPEN, reason, retry_after=delay)
+
+
+def _close(record: BreakerRecord, key: str, policy: BreakerPolicy) -> Transition:
+    previous = record.state
+    record.state = State.CLOSED
+    record.epoch += 1
+    record.trips = 0
+    _reset_counts(record)
+    return Transition(key, previous, State.CLOSED, f"{policy.half_open_successes} probes succeeded")
+
+
+def _should_trip(record: BreakerRecord, policy: BreakerPolicy, now: float) -> str | None:
+    """Why the breaker should open after a counted failure, or None."""
+    total, failures = window_counts(record, policy, now)
+    busy = policy.failure_ratio > 0 and total >= policy.min_requests
+    mostly_failing = busy and failures >= policy.failure_ratio * total
+    if record.consecutive_failures >= policy.failure_threshold and (not busy or mostly_failing):
+        return f"{record.consecutive_failures} consecutive failures"
+    if mostly_failing:
+        return f"{failures} of {total} requests failed"
+    return None
 
 
 def _prune_probes(record: BreakerRecord, now: float) -> None:
@@ -83,26 +127,56 @@ def _prune_probes(record: BreakerRecord, now: float) -> None:
         del record.probes[token]
 
 
+def _probe(
+    record: BreakerRecord, key: str, policy: BreakerPolicy, now: float, token: str, fingerprint: str
+) -> Ticket:
+    """Let the request through as a probe if a slot is free (and, while still open, the interval passed)."""
+    state = record.state
+    opened_for = max(0.0, record.open_until - now) if state is State.OPEN else 0.0
+    if _known_failure(record, fingerprint, now):
+        # A request already seen failing proves nothing about the upstream: never a probe.
+        wait = max(policy.busy_retry_after, opened_for)
+        return Ticket(key, False, state, record.epoch, retry_after=wait, fingerprint=fingerprint)
+    _prune_probes(record, now)
+    if len(record.probes) >= policy.half_open_max_probes:
+        wait = policy.busy_retry_after
+        return Ticket(key, False, state, record.epoch, retry_after=wait, fingerprint=fingerprint)
+    if state is State.OPEN:
+        next_probe = record.last_probe + policy.open_probe_interval_seconds
+        if now < next_probe:
+            wait = min(opened_for, next_probe - now)
+            return Ticket(key, False, state, record.epoch, retry_after=wait, fingerprint=fingerprint)
+        record.last_probe = now
+    record.probes[token] = now + policy.probe_lease_seconds
+    return Ticket(key, True, state, record.epoch, probe=token, fingerprint=fingerprint)
+
+
 def acquire(
-    record: BreakerRecord, key: str, policy: BreakerPolicy, now: float, token: str
+    record: BreakerRecord,
+    key: str,
+    policy: BreakerPolicy,
+    now: float,
+    token: str,
+    *,
+    fingerprint: str = "",
+    alone: bool = False,
 ) -> tuple[Ticket, Transition | None]:
-    """Admit or refuse one request. `token` names the probe slot if the request becomes a probe."""
+    """Admit or refuse one request. `token` names the probe slot if the request becomes a probe;
+    `alone` says no other upstream can serve it, so an open breaker keeps probing (see `BreakerPolicy`)."""
     transition = None
     if record.state is State.OPEN:
         if now < record.open_until:
-            return Ticket(key, False, State.OPEN, record.epoch, retry_after=record.open_until - now), None
+            if alone:
+                return _probe(record, key, policy, now, token, fingerprint), None
+            retry_after = record.open_until - now
+            return Ticket(key, False, State.OPEN, record.epoch, retry_after=retry_after), None
+        # Probes let through while open keep their slots (and their epoch): they are half-open probes now.
         record.state = State.HALF_OPEN
-        record.epoch += 1
-        _reset_counts(record)
+        record.successes = 0
         transition = Transition(key, State.OPEN, State.HALF_OPEN, "recovery timeout elapsed")
     if record.state is State.HALF_OPEN:
-        _prune_probes(record, now)
-        if len(record.probes) >= policy.half_open_max_probes:
-            ticket = Ticket(key, False, State.HALF_OPEN, record.epoch, retry_after=policy.busy_retry_after)
-            return ticket, transition
-        record.probes[token] = now + policy.probe_lease_seconds
-        return Ticket(key, True, State.HALF_OPEN, record.epoch, probe=token), transition
-    return Ticket(key, True, State.CLOSED, record.epoch), transition
+        return _probe(record, key, policy, now, token, fingerprint), transition
+    return Ticket(key, True, State.CLOSED, record.epoch, fingerprint=fingerprint), transition
 
 
 def record_outcome(
@@ -112,6 +186,12 @@ def record_outcome(
     if not ticket.allowed or ticket.epoch != record.epoch:
         return None
     key = ticket.key
+    if outcome is Outcome.FAILURE:
+        repeat = _known_failure(record, ticket.fingerprint, now)
+        _remember_failure(record, policy, ticket.fingerprint, now)
+        if repeat:
+            # The same request failing again: no new evidence, but a probe slot it held comes back.
+            outcome = Outcome.NEUTRAL
     if record.state is State.CLOSED:
         if outcome is Outcome.NEUTRAL:
             return None
@@ -120,26 +200,19 @@ def record_outcome(
             record.consecutive_failures = 0
             return None
         record.consecutive_failures += 1
-        if record.consecutive_failures >= policy.failure_threshold:
-            return _trip(record, key, policy, now, f"{record.consecutive_failures} consecutive failures")
-        if policy.failure_ratio > 0:
-            total, failures = window_counts(record, policy, now)
-            if total >= policy.min_requests and failures >= policy.failure_ratio * total:
-                return _trip(record, key, policy, now, f"{failures} of {total} requests failed")
+        reason = _should_trip(record, policy, now)
+        return _trip(record, key, policy, now, reason) if reason is not None else None
+    if ticket.probe is None:
         return None
-    if record.state is State.HALF_OPEN and ticket.probe is not None:
-        # A probe whose lease ran out still reports: it is still evidence about the upstream.
-        record.probes.pop(ticket.probe, None)
-        if outcome is Outcome.FAILURE:
-            return _trip(record, key, policy, now, "a half-open probe failed")
-        if outcome is Outcome.SUCCESS:
-            record.successes += 1
-            if record.successes >= policy.half_open_successes:
-                record.state = State.CLOSED
-                record.epoch += 1
-                record.trips = 0
-                _reset_counts(record)
-                return Transition(key, State.HALF_OPEN, State.CLOSED, f"{policy.half_open_successes} probes succeeded")
+    # A probe whose lease ran out still reports: it is still evidence about the upstream.
+    record.probes.pop(ticket.probe, None)
+    if outcome is Outcome.FAILURE and record.state is State.HALF_OPEN:
+        return _trip(record, key, policy, now, "a half-open probe failed")
+    if outcome is Outcome.SUCCESS:
+        record.successes += 1
+        if record.successes >= policy.half_open_successes:
+            return _close(record, key, policy)
+    # A probe that failed while the breaker is still open leaves it open until its recovery time ends.
     return None
 
 

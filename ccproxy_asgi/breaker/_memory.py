@@ -41,9 +41,16 @@ class MemoryBreakerStore:
                 return
 
     async def acquire(
-        self, key: str, policy: BreakerPolicy, now: float, token: str
+        self,
+        key: str,
+        policy: BreakerPolicy,
+        now: float,
+        token: str,
+        *,
+        fingerprint: str = "",
+        alone: bool = False,
     ) -> tuple[Ticket, Transition | None]:
-        return acquire(self._record(key), key, policy, now, token)
+        return acquire(self._record(key), key, policy, now, token, fingerprint=fingerprint, alone=alone)
 
     async def record(
         self, ticket: Ticket, outcome: Outcome, policy: BreakerPolicy, now: float

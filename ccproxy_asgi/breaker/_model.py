@@ -27,22 +27,41 @@ class Outcome(enum.StrEnum):
 
 # Buckets of the rolling failure-ratio window; the Redis script uses the same number.
 WINDOW_BUCKETS = 10
+# Fingerprints of failed requests remembered per key, at most; the Redis script uses the same number.
+MAX_REMEMBERED_FAILURES = 256
 
 
 @dataclass(frozen=True, slots=True)
 class BreakerPolicy:
     """When the breaker opens, how long it stays open, and how it probes its way back.
 
-    It opens on `failure_threshold` consecutive failures, or, when `failure_ratio` is above 0, once the
-    failures in the last `window_seconds` reach that fraction of at least `min_requests` outcomes. It stays
-    open `recovery_seconds`, multiplied by `recovery_growth` for each further trip without a close in
-    between, capped at `max_recovery_seconds`. Half-open, at most `half_open_max_probes` requests are in
-    flight at once; `half_open_successes` successes close it, one failure re-opens it. A probe slot whose
-    holder never reports back (a crashed process) is reclaimed after `probe_lease_seconds`.
+    Its job is to shed load from an upstream that is down or overloaded, never to refuse healthy traffic
+    because some requests fail for reasons of their own (a prompt a model's template rejects, a tool
+    parser error): one poisoned request retried by its client must not become everybody's outage.
+
+    What counts: one outcome per client request (retries inside the provider are not evidence), and a
+    failing request whose body was already seen failing within `repeat_memory_seconds` counts as nothing
+    at all: a client retrying the same request proves nothing new about the upstream.
+
+    When it opens (either rule):
+    - `failure_threshold` distinct failures in a row with no success between them — unless the last
+      `window_seconds` hold at least `min_requests` outcomes and fewer than `failure_ratio` of them failed
+      (at high traffic a handful of failures in a row among many successes is not an outage);
+    - at least `min_requests` outcomes in the window and at least `failure_ratio` of them failures
+      (`failure_ratio=0` turns the ratio rules off: the consecutive rule alone decides).
+
+    While open it refuses requests for `recovery_seconds` (times `recovery_growth` per further trip without
+    a close between, capped at `max_recovery_seconds`), then half-opens: at most `half_open_max_probes`
+    probes in flight, `half_open_successes` successes close it, a failure re-opens it. An upstream that is
+    the only way to serve a request (no fallback) is not left alone for the whole recovery time: while
+    open it still lets one probe through every `open_probe_interval_seconds`, within the same probe slots,
+    so traffic resumes within about a second of the upstream healing. A request known to fail is never
+    taken as a probe. A probe gets one upstream attempt; a slot whose holder never reports back (a crashed
+    process) is reclaimed after `probe_lease_seconds`.
     """
 
     failure_threshold: int = 5
-    failure_ratio: float = 0.0
+    failure_ratio: float = 0.5
     window_seconds: float = 60.0
     min_requests: int = 20
     recovery_seconds: float = 30.0
@@ -51,6 +70,8 @@ class BreakerPolicy:
     half_open_max_probes: int = 1
     half_open_successes: int = 1
     probe_lease_seconds: float = 120.0
+    open_probe_interval_seconds: float = 1.0
+    repeat_memory_seconds: float = 300.0
     # Seconds a client is told to wait while every probe slot is taken.
     busy_retry_after: float = 1.0
     count_429: bool = False
@@ -60,8 +81,12 @@ class BreakerPolicy:
             raise ValueError("failure_threshold must be at least 1")
         if not 0.0 <= self.failure_ratio <= 1.0:
             raise ValueError("failure_ratio must be between 0 and 1 (0 turns it off)")
-        if self.window_seconds <= 0 or self.recovery_seconds <= 0 or self.probe_lease_seconds <= 0:
-            raise ValueError("window_seconds, recovery_seconds and probe_lease_seconds must be positive")
+        positive = ("window_seconds", "recovery_seconds", "probe_lease_seconds", "open_probe_interval_seconds")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.repeat_memory_seconds < 0:
+            raise ValueError("repeat_memory_seconds must not be negative (0 turns it off)")
         if self.min_requests < 1 or self.half_open_max_probes < 1 or self.half_open_successes < 1:
             raise ValueError("min_requests, half_open_max_probes and half_open_successes must be at least 1")
         if self.recovery_growth < 1.0:
@@ -80,9 +105,10 @@ class Ticket:
     """The breaker's answer to one request; hand it back to `CircuitBreaker.record` when the request ends.
 
     `epoch` counts the breaker's state changes: an outcome from a request admitted under an earlier
-    state (a slow request that started before the trip) is ignored. `probe` is the half-open slot this
-    request holds, if any. `local` marks a ticket issued by the in-process fallback while the shared
-    store was unreachable.
+    state (a slow request that started before the trip) is ignored. `probe` is the probe slot this
+    request holds, if any. `fingerprint` identifies the request's body, so a repeat of a request that
+    already failed is not counted twice. `local` marks a ticket issued by the in-process fallback while
+    the shared store was unreachable.
     """
 
     key: str
@@ -91,6 +117,7 @@ class Ticket:
     epoch: int
     retry_after: float = 0.0
     probe: str | None = None
+    fingerprint: str = ""
     local: bool = False
 
 
@@ -124,6 +151,7 @@ class BreakerSnapshot:
 
 
 __all__ = [
+    "MAX_REMEMBERED_FAILURES",
     "WINDOW_BUCKETS",
     "BreakerPolicy",
     "BreakerSnapshot",

@@ -29,7 +29,13 @@ _STORE_ERRORS = (RedisError, OSError)
 
 
 def _policy_args(policy: BreakerPolicy) -> list[str]:
-    ttl = 2 * max(policy.window_seconds, policy.max_recovery_seconds, policy.probe_lease_seconds) + 60
+    longest = max(
+        policy.window_seconds,
+        policy.max_recovery_seconds,
+        policy.probe_lease_seconds,
+        policy.repeat_memory_seconds,
+    )
+    ttl = 2 * longest + 60
     values: list[float] = [
         policy.failure_threshold,
         policy.failure_ratio,
@@ -42,6 +48,8 @@ def _policy_args(policy: BreakerPolicy) -> list[str]:
         policy.half_open_successes,
         policy.probe_lease_seconds,
         policy.busy_retry_after,
+        policy.open_probe_interval_seconds,
+        policy.repeat_memory_seconds,
         math.ceil(ttl * 1000),
     ]
     return [repr(float(value)) for value in values]
@@ -89,10 +97,11 @@ class RedisBreakerStore:
         return self._down_until is not None
 
     def redis_keys(self, key: str) -> list[str]:
-        """The Redis keys of breaker `key`: its hash and its probe set, under one hash tag."""
+        """The Redis keys of breaker `key`: its hash, its probe set and its recently failed requests,
+        under one hash tag."""
         tag = hashlib.sha256(key.encode()).hexdigest()[:24]
         base = f"{self._prefix}{{{tag}}}"
-        return [base, base + ":probes"]
+        return [base, base + ":probes", base + ":failed"]
 
     def _usable(self, now: float) -> bool:
         return self._down_until is None or now >= self._down_until
@@ -121,19 +130,30 @@ class RedisBreakerStore:
         return result
 
     async def _local_acquire(
-        self, key: str, policy: BreakerPolicy, now: float, token: str
+        self, key: str, policy: BreakerPolicy, now: float, token: str, fingerprint: str, alone: bool
     ) -> tuple[Ticket, Transition | None]:
         if self._failure_mode == "allow":
             return Ticket(key, True, State.CLOSED, -1, local=True), None
-        ticket, transition = await self._local.acquire(key, policy, now, token)
+        ticket, transition = await self._local.acquire(
+            key, policy, now, token, fingerprint=fingerprint, alone=alone
+        )
         return dataclasses.replace(ticket, local=True), transition
 
     async def acquire(
-        self, key: str, policy: BreakerPolicy, now: float, token: str
+        self,
+        key: str,
+        policy: BreakerPolicy,
+        now: float,
+        token: str,
+        *,
+        fingerprint: str = "",
+        alone: bool = False,
     ) -> tuple[Ticket, Transition | None]:
         if self._usable(now):
             try:
-                result = await self._run(key, "acquire", policy, now, token)
+                result = await self._run(
+                    key, "acquire", policy, now, token, fingerprint, "1" if alone else "0"
+                )
             except _STORE_ERRORS as exc:
                 self._went_down(exc, now)
             else:
@@ -145,10 +165,11 @@ class RedisBreakerStore:
                     state,
                     int(float(_text(result[2]))),
                     retry_after=float(_text(result[3])),
-                    probe=token if allowed and state is State.HALF_OPEN else None,
+                    probe=token if allowed and state is not State.CLOSED else None,
+                    fingerprint=fingerprint,
                 )
                 return ticket, _transition(key, result[4:8])
-        return await self._local_acquire(key, policy, now, token)
+        return await self._local_acquire(key, policy, now, token, fingerprint, alone)
 
     async def record(
         self, ticket: Ticket, outcome: Outcome, policy: BreakerPolicy, now: float
@@ -161,7 +182,14 @@ class RedisBreakerStore:
             return await self._local.record(ticket, outcome, policy, now)
         try:
             result = await self._run(
-                ticket.key, "record", policy, now, outcome.value, str(ticket.epoch), ticket.probe or ""
+                ticket.key,
+                "record",
+                policy,
+                now,
+                outcome.value,
+                str(ticket.epoch),
+                ticket.probe or "",
+                ticket.fingerprint,
             )
         except _STORE_ERRORS as exc:
             # The outcome is lost; a probe slot it held is reclaimed when its lease runs out.

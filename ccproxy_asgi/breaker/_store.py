@@ -11,9 +11,17 @@ class BreakerStore(Protocol):
     """Runs the breaker's transitions atomically per key. `now` comes from the breaker's clock."""
 
     async def acquire(
-        self, key: str, policy: BreakerPolicy, now: float, token: str
+        self,
+        key: str,
+        policy: BreakerPolicy,
+        now: float,
+        token: str,
+        *,
+        fingerprint: str = "",
+        alone: bool = False,
     ) -> tuple[Ticket, Transition | None]:
-        """Admit or refuse a request on `key`; `token` names the probe slot if it becomes a probe."""
+        """Admit or refuse a request on `key`; `token` names the probe slot if it becomes a probe,
+        `fingerprint` the request's body, `alone` whether no other upstream could serve it."""
         ...
 
     async def record(

@@ -1,8 +1,10 @@
 """`CircuitBreakerMiddleware`: stop sending traffic to a failing upstream, and say so honestly.
 
-While the breaker is open, `POST …/v1/messages` is answered at once with 529 `overloaded_error` and a
-`retry-after` of the time until the next probe (Claude Code gives up after three 529s rather than
-retrying for minutes). Everything else (other routes, lifespan, websockets) passes straight through.
+While the breaker is open, a `POST …/v1/messages` that would go upstream is answered at once with 529
+`overloaded_error` and a `retry-after` of the time until the next probe (Claude Code gives up after three
+529s rather than retrying for minutes). A request that is the client's mistake is never refused by the
+breaker: it gets its own 4xx (see `admission`). Everything else (other routes, lifespan, websockets)
+passes straight through.
 
 After the inner app returns, the request's outcome is read from what the provider and the endpoint
 recorded on the request context (`ctx.attempts`, `ctx.extras["stream_error"]`) and from whether the
@@ -27,8 +29,8 @@ from ccproxy_asgi.asgi_io import (
     route_path,
     send_error,
 )
-from ccproxy_asgi.breaker import CircuitBreaker, Outcome, upstream_key
-from ccproxy_asgi.context import RequestContext, ensure_request_id, get_context
+from ccproxy_asgi.breaker import CircuitBreaker, Outcome, Ticket, request_fingerprint, upstream_key
+from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
 from ccproxy_asgi.errors import InvalidRequestError, OverloadedError, RequestTooLargeError
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -78,13 +80,41 @@ class UpstreamHeaderMiddleware:
         await self.app(scope, receive, upstream_header_send(send, ctx, self._header))
 
 
+def _goes_upstream(body: object) -> bool:
+    """Whether a Messages body has what any Messages endpoint needs before it could call an upstream.
+
+    Used only when admission is decided on arrival: a request that is bound to be rejected as a client
+    error is passed on unguarded, so it gets its 4xx whatever the breaker's state, and proves nothing.
+    """
+    if not isinstance(body, dict):
+        return False
+    model, messages, max_tokens = body.get("model"), body.get("messages"), body.get("max_tokens")
+    return (
+        isinstance(model, str)
+        and bool(model)
+        and isinstance(messages, list)
+        and isinstance(max_tokens, int)
+        and not isinstance(max_tokens, bool)
+    )
+
+
 class CircuitBreakerMiddleware:
     """Guards one upstream with `breaker`.
 
     `upstream` is its base URL (the breaker key; credentials are stripped), `name` what the response's
     `x-ccproxy-upstream` header calls it (None: no header). With `key_mode="upstream_model"` each
-    upstream model gets its own breaker: the request body is read here to find the model, mapped with
-    `resolve_model` (the endpoint's `ModelMapper.resolve`) when given.
+    upstream model gets its own breaker, the model mapped with `resolve_model` (the endpoint's
+    `ModelMapper.resolve`) when given.
+
+    `admission` says when the breaker decides. "deferred" (what `create_app` uses): at the moment the
+    provider calls the upstream (`RequestContext.admit`), so a request the endpoint rejects by itself is
+    answered with its own 4xx and never reaches the breaker; only this package's endpoint (or an inner app
+    that calls `admit` before it calls out) supports it. "on_arrival" (the default, right for any inner
+    app): before the inner app runs, after a minimal check that the body is a Messages request at all.
+
+    `alone` (default True) says this upstream is the only one: an open breaker then keeps letting a probe
+    through every `BreakerPolicy.open_probe_interval_seconds` instead of refusing everything until its
+    recovery time ends (see `BreakerPolicy`).
     """
 
     def __init__(
@@ -98,6 +128,8 @@ class CircuitBreakerMiddleware:
         resolve_model: Callable[[str], str] | None = None,
         max_request_bytes: int = 32 * 1024 * 1024,
         header: str = UPSTREAM_HEADER,
+        admission: AdmissionMode = "on_arrival",
+        alone: bool = True,
     ) -> None:
         self.app = app
         self.breaker = breaker
@@ -108,43 +140,73 @@ class CircuitBreakerMiddleware:
         self._resolve_model = resolve_model
         self._max_request_bytes = max_request_bytes
         self._header = header.lower().encode("latin-1")
+        self._admission = admission
+        self._alone = alone
 
-    async def _model_key(self, receive: Receive, ctx: RequestContext) -> str:
-        await read_body(receive, ctx, limit=self._max_request_bytes)
-        try:
-            body = parse_json_body(ctx)
-        except InvalidRequestError:
-            return self._key  # the endpoint rejects it without calling the upstream
-        model = body.get("model") if isinstance(body, dict) else None
-        if not isinstance(model, str) or not model:
+    def _key_for(self, model: object) -> str:
+        if self._key_mode != "upstream_model" or not isinstance(model, str) or not model:
             return self._key
         resolved = self._resolve_model(model) if self._resolve_model is not None else model
         return upstream_key(self._upstream, resolved)
+
+    async def _acquire(self, ctx: RequestContext, key: str) -> Ticket:
+        """Ask the breaker; raise the 529 it refuses with."""
+        ticket = await self.breaker.acquire(
+            key, fingerprint=request_fingerprint(ctx.body), alone=self._alone
+        )
+        if not ticket.allowed:
+            raise OverloadedError(
+                "the upstream is unavailable (circuit breaker open); retry after the retry-after delay",
+                retry_after=ticket.retry_after,
+            )
+        ctx.probe = ticket.probe is not None
+        ctx.extras[BREAKER_KEY] = key
+        return ticket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not is_messages_call(scope):
             await self.app(scope, receive, send)
             return
         ctx = get_context(scope)
-        key = self._key
-        if self._key_mode == "upstream_model":
+        ticket: Ticket | None = None
+        if self._admission == "deferred":
+
+            async def check() -> None:
+                nonlocal ticket
+                # The endpoint has validated the request and noted the model the client asked for.
+                ticket = await self._acquire(ctx, self._key_for(ctx.requested_model))
+
+            ctx.admission_checks.append(check)
+        else:
             try:
-                key = await self._model_key(receive, ctx)
+                await read_body(receive, ctx, limit=self._max_request_bytes)
             except ClientDisconnected:
                 return
             except RequestTooLargeError as exc:
                 await send_error(send, exc, ensure_request_id(ctx))
                 return
             receive = replay_receive(ctx.body or b"", receive)
-        ticket = await self.breaker.acquire(key)
-        if not ticket.allowed:
-            error = OverloadedError(
-                "the upstream is unavailable (circuit breaker open); retry after the retry-after delay",
-                retry_after=ticket.retry_after,
-            )
-            await send_error(send, error, ensure_request_id(ctx))
-            return
-        ctx.extras[BREAKER_KEY] = key
+            try:
+                body = parse_json_body(ctx)
+            except InvalidRequestError:
+                body = None
+            if _goes_upstream(body):
+                assert isinstance(body, dict)
+                try:
+                    ticket = await self._acquire(ctx, self._key_for(body.get("model")))
+                except OverloadedError as exc:
+                    await send_error(send, exc, ensure_request_id(ctx))
+                    return
+        await self._serve(scope, receive, send, ctx, lambda: ticket)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ctx: RequestContext,
+        admitted: Callable[[], Ticket | None],
+    ) -> None:
         if self._name is not None and ctx.upstream_name is None:
             ctx.upstream_name = self._name
         first_attempt = len(ctx.attempts)
@@ -160,19 +222,21 @@ class CircuitBreakerMiddleware:
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 completed = True
 
-        outcome = Outcome.NEUTRAL
         try:
             await self.app(scope, receive, watching_send)
         finally:
-            try:
-                outcome = self.breaker.outcome_of(
-                    ctx.attempts[first_attempt:],
-                    stream_error=ctx.extras.get("stream_error"),
-                    error_status=status if status is not None and status >= 400 else None,
-                    completed=completed,
-                )
-            finally:
-                await self.breaker.record(ticket, outcome)
+            ticket = admitted()
+            if ticket is not None:
+                outcome = Outcome.NEUTRAL
+                try:
+                    outcome = self.breaker.outcome_of(
+                        ctx.attempts[first_attempt:],
+                        stream_error=ctx.extras.get("stream_error"),
+                        error_status=status if status is not None and status >= 400 else None,
+                        completed=completed,
+                    )
+                finally:
+                    await self.breaker.record(ticket, outcome)
 
 
 __all__ = [

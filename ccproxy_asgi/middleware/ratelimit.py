@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ccproxy_asgi.asgi_io import (
@@ -28,7 +29,7 @@ from ccproxy_asgi.asgi_io import (
     route_path,
     send_error,
 )
-from ccproxy_asgi.context import RequestContext, ensure_request_id, get_context
+from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
 from ccproxy_asgi.errors import ProxyError
 from ccproxy_asgi.ratelimit.budget import Cost
 from ccproxy_asgi.ratelimit.cost import CostEstimator
@@ -86,8 +87,10 @@ class TokenRateLimitMiddleware:
         key: KeyMode | KeyFunction = "global",
         max_request_bytes: int = 32 * 1024 * 1024,
         close_limiter: bool = True,
+        admission: AdmissionMode = "on_arrival",
     ) -> None:
         self.app = app
+        self._admission = admission
         self.limiter = limiter
         self.estimator = estimator if estimator is not None else CostEstimator()
         self._models = models
@@ -107,6 +110,9 @@ class TokenRateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         ctx = get_context(scope)
+        if self._admission == "deferred":
+            await self._serve_deferred(scope, receive, send, ctx)
+            return
         request_id = ensure_request_id(ctx)
         try:
             body = await read_body(receive, ctx, limit=self._max_request_bytes)
@@ -121,7 +127,29 @@ class TokenRateLimitMiddleware:
             return
         if reservation is None:
             return
-        await self._serve(scope, receive, send, ctx, body, reservation, pending)
+        ctx.extras["ratelimit"] = reservation
+        await self._serve(scope, _replay(body, pending, receive), send, ctx, lambda: reservation)
+
+    async def _serve_deferred(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        """Reserve budget only when the provider is about to call the upstream (`RequestContext.admit`):
+        the endpoint has parsed and validated the body by then, and waiting in line happens inside the
+        endpoint's own watch for a client disconnect, which cancels the wait and takes nothing."""
+        reservation: Reservation | None = None
+
+        async def check() -> None:
+            nonlocal reservation
+            data = ctx.json
+            assert isinstance(data, dict)  # the endpoint admits only a parsed JSON object
+            key, cost = await self._price_and_key(scope, ctx, data, len(ctx.body or b""))
+            first = await self.limiter.try_acquire(key, cost)
+            taken = first if isinstance(first, Reservation) else await self.limiter.wait(first)
+            reservation = taken
+            ctx.extras["ratelimit"] = taken
+
+        # First in line, ahead of the checks of layers further out (the breaker's): a request queued
+        # for budget must not hold a breaker probe slot while it waits.
+        ctx.admission_checks.insert(0, check)
+        await self._serve(scope, receive, send, ctx, lambda: reservation)
 
     async def _price_and_key(
         self, scope: Scope, ctx: RequestContext, data: dict[str, Any], body_bytes: int
@@ -179,19 +207,21 @@ class TokenRateLimitMiddleware:
         receive: Receive,
         send: Send,
         ctx: RequestContext,
-        body: bytes,
-        reservation: Reservation,
-        pending: list[Message],
+        reservation_of: Callable[[], Reservation | None],
     ) -> None:
-        ctx.extras["ratelimit"] = reservation
+        """Run the inner app, then learn from and settle the reservation (if one was taken)."""
         limiter = self.limiter
         status: int | None = None
         learned = 0
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, learned
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
+            if message["type"] != "http.response.start":
+                await send(message)
+                return
+            status = int(message["status"])
+            reservation = reservation_of()
+            if reservation is not None:  # None: answered before admission (a client error)
                 headers = list(message.get("headers", ()))
                 learned = len(ctx.attempts)
                 if learned:
@@ -205,10 +235,12 @@ class TokenRateLimitMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, _replay(body, pending, receive), send_with_headers)
+            await self.app(scope, receive, send_with_headers)
         finally:
-            finish = asyncio.ensure_future(self._finish(reservation, ctx, status, learned))
-            await asyncio.shield(finish)
+            reservation = reservation_of()
+            if reservation is not None:
+                finish = asyncio.ensure_future(self._finish(reservation, ctx, status, learned))
+                await asyncio.shield(finish)
 
     async def _finish(
         self, reservation: Reservation, ctx: RequestContext, status: int | None, learned: int

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
-from ccproxy_asgi.breaker import CircuitBreaker, Outcome, Ticket, upstream_key
+from ccproxy_asgi.breaker import CircuitBreaker, Outcome, Ticket, request_fingerprint, upstream_key
 from ccproxy_asgi.context import RequestContext
 from ccproxy_asgi.errors import OverloadedError, ProxyError
 from ccproxy_asgi.provider.base import ChatProvider
@@ -101,19 +101,28 @@ class FallbackProvider:
     ) -> AsyncGenerator[tuple[UpstreamEntry, dict[str, Any], Ticket, bool], None]:
         """The upstreams whose breaker admits the request, in order, with the payload for each; raises
         `OverloadedError` when none did."""
+        # The other layers' checks (the rate limiter's) once for the request, before any upstream is
+        # picked: a refusal there is not a reason to try the next upstream.
+        await ctx.admit()
         waits: list[float] = []
         admitted = False
+        fingerprint = request_fingerprint(ctx.body)
+        last = len(self._entries) - 1
         for index, entry in enumerate(self._entries):
             body, model = self._payload_for(entry, payload, ctx)
-            ticket = await self._breaker.acquire(self.key_for(entry, model))
+            # The last upstream is the only one left: an open breaker there keeps probing.
+            ticket = await self._breaker.acquire(
+                self.key_for(entry, model), fingerprint=fingerprint, alone=index == last
+            )
             if not ticket.allowed:
                 waits.append(ticket.retry_after)
                 continue
             admitted = True
+            ctx.probe = ticket.probe is not None
             ctx.upstream_name = entry.name
             if model is not None:
                 ctx.upstream_model = model
-            yield entry, body, ticket, index == len(self._entries) - 1
+            yield entry, body, ticket, index == last
         if not admitted:
             raise OverloadedError(
                 "every upstream is unavailable (circuit breakers open); retry after the retry-after delay",
