@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.ids import random_base62
 from ccproxy_asgi.types import Scope
 
@@ -28,7 +29,7 @@ class UpstreamAttempt:
 
     url: str
     status: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Headers = field(default_factory=Headers)
     duration_s: float = 0.0
     error: str | None = None
 
@@ -79,6 +80,10 @@ class RequestContext:
     # Set by the breaker for a request it admits as a probe of a suspect upstream: the provider makes one
     # attempt only, so a probe is quick and a failing client's retries do not pile up on it.
     probe: bool = False
+    # The retry count the client announced (`x-stainless-retry-count`, sent by the official SDKs and
+    # Claude Code, 0 on a first attempt); None when it announced none. A client that announces it
+    # retries by itself gets retryable upstream statuses back at once (see `ccproxy_asgi.retry`).
+    client_retry_count: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def admit(self) -> None:

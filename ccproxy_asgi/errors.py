@@ -105,6 +105,12 @@ class OverloadedError(ProxyError):
     error_type = "overloaded_error"
 
 
+#: Statuses that always leave the proxy with `retry-after`, and its value when nobody knew better (whole
+#: seconds: 1 is the shortest wait the SDKs honour, they ignore 0).
+RETRY_AFTER_STATUSES = frozenset({429, 529})
+DEFAULT_RETRY_AFTER = b"1"
+
+
 def error_body(error_type: str, message: str, request_id: str | None) -> dict[str, Any]:
     """The Anthropic error envelope (PROTOCOL.md §5.1)."""
     body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
@@ -119,6 +125,11 @@ def error_headers(error: ProxyError) -> list[tuple[bytes, bytes]]:
     if error.retry_after is not None and error.retry_after >= 0:
         headers.append((b"retry-after", str(max(0, math.ceil(error.retry_after))).encode()))
         headers.append((b"retry-after-ms", str(max(0, round(error.retry_after * 1000))).encode()))
+    elif error.status in RETRY_AFTER_STATUSES and not any(
+        name.lower() == "retry-after" for name in error.extra_headers
+    ):
+        # Every 429 and 529 says how long to wait: without it each client guesses its own backoff.
+        headers.append((b"retry-after", DEFAULT_RETRY_AFTER))
     if error.should_retry is not None:
         headers.append((b"x-should-retry", b"true" if error.should_retry else b"false"))
     for name, value in error.extra_headers.items():
@@ -148,6 +159,8 @@ def sse_error_event(error_type: str, message: str, request_id: str | None) -> by
 
 
 __all__ = [
+    "DEFAULT_RETRY_AFTER",
+    "RETRY_AFTER_STATUSES",
     "ApiError",
     "AuthenticationError",
     "BillingError",

@@ -1,11 +1,19 @@
-"""OpenAI `x-ratelimit-*` headers -> Anthropic `anthropic-ratelimit-*` headers (PROTOCOL.md §6.2-6.3)."""
+"""OpenAI `x-ratelimit-*` headers -> Anthropic `anthropic-ratelimit-*` headers (PROTOCOL.md §6.2-6.3), and
+the wait they imply when an upstream answers 429 without `retry-after`.
+
+Header mappings may come with any spelling of the names (aiohttp keeps the server's): they are read
+through `ccproxy_asgi.headers.Headers`.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+
+from ccproxy_asgi.headers import Headers
 
 # Go-style durations such as `1s`, `6m0s`, `12ms`, `1.5s`; `ms` must be tried before `m`.
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
@@ -31,6 +39,32 @@ def parse_duration(text: str) -> float | None:
     return total if position == len(text) else None
 
 
+def reset_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds until the upstream's exhausted budget refills, from `x-ratelimit-reset-requests` /
+    `x-ratelimit-reset-tokens` (OpenAI's durations: `6m0s`, `1s`, `20ms`), or None without either.
+
+    Meant for a 429 that carries no `retry-after`: the budget whose `x-ratelimit-remaining-*` is 0 is the
+    one that refused, so the longest of those resets is the wait; when no remaining figure says which,
+    the shortest reset given (waiting for the other could be minutes for nothing, and a too-early retry
+    only costs one more 429 with a fresh hint).
+    """
+    fields = Headers.of(headers)
+    resets: dict[str, float] = {}
+    for kind in ("requests", "tokens"):
+        raw = fields.get(f"x-ratelimit-reset-{kind}")
+        seconds = None if raw is None else parse_duration(raw)
+        if seconds is not None and 0 <= seconds < math.inf:
+            resets[kind] = seconds
+    if not resets:
+        return None
+    exhausted = [
+        wait
+        for kind, wait in resets.items()
+        if (fields.get(f"x-ratelimit-remaining-{kind}") or "").strip() == "0"
+    ]
+    return max(exhausted) if exhausted else min(resets.values())
+
+
 def _rfc3339(seconds_from_now: float, now: float) -> str:
     return datetime.fromtimestamp(now + seconds_from_now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -38,6 +72,7 @@ def _rfc3339(seconds_from_now: float, now: float) -> str:
 def anthropic_ratelimit_headers(upstream: Mapping[str, str], *, now: float | None = None) -> dict[str, str]:
     """The Anthropic rate-limit headers equivalent to the upstream's, for the client."""
     current = time.time() if now is None else now
+    upstream = Headers.of(upstream)
     out: dict[str, str] = {}
     for kind in ("requests", "tokens"):
         limit = upstream.get(f"x-ratelimit-limit-{kind}")
@@ -54,4 +89,4 @@ def anthropic_ratelimit_headers(upstream: Mapping[str, str], *, now: float | Non
     return out
 
 
-__all__ = ["anthropic_ratelimit_headers", "parse_duration"]
+__all__ = ["anthropic_ratelimit_headers", "parse_duration", "reset_wait"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import email.utils
 import itertools
+import logging
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
+import httpx
 import pytest
 
 from ccproxy_asgi import jsonutil
@@ -20,8 +22,15 @@ from ccproxy_asgi.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.provider.openai import OpenAIProvider
-from ccproxy_asgi.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from ccproxy_asgi.retry import (
+    RETRYABLE_STATUSES,
+    RetryPolicy,
+    client_retry_count,
+    parse_retry_after,
+    upstream_retry_after,
+)
 from ccproxy_asgi.retry_budget import RetryBudget
 from ccproxy_asgi.tokens.counter import TokenCounter
 
@@ -329,3 +338,225 @@ async def test_a_stream_is_handed_over_after_the_first_200_and_never_retried() -
         assert response.status == 200
     assert len(client.sent) == 2
     assert [a.status for a in ctx.attempts] == [503, 200]
+
+
+# ----- case-insensitive headers --------------------------------------------------------------------------
+
+
+def test_headers_read_any_spelling_and_keep_the_first_of_a_repeated_name() -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    aiohttp_like = CIMultiDictProxy(CIMultiDict([("Retry-After", "2"), ("retry-after", "9"), ("X-A", "1")]))
+    for source in (
+        aiohttp_like,
+        httpx.Headers({"Retry-After": "2", "X-A": "1"}),
+        {"Retry-After": "2", "X-A": "1"},
+        [(b"Retry-After", b"2"), (b"x-a", b"1")],
+    ):
+        headers = Headers(source)
+        assert headers["retry-after"] == headers["RETRY-AFTER"] == headers.get("Retry-After") == "2"
+        assert "RETRY-after" in headers
+        assert dict(headers) == {"retry-after": "2", "x-a": "1"}
+        assert headers == {"retry-after": "2", "x-a": "1"}
+    assert Headers().get("x", "d") == "d"
+    assert 3 not in Headers({"a": "b"})
+
+
+def test_headers_are_immutable_and_of_does_not_copy_them() -> None:
+    headers = Headers({"A": "b"})
+    assert Headers.of(headers) is headers
+    with pytest.raises(AttributeError):
+        headers.x = 1  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        headers["a"] = "c"  # type: ignore[index]
+
+
+def test_parse_retry_after_reads_mixed_case_names() -> None:
+    assert parse_retry_after({"Retry-After": "2"}) == 2.0
+    assert parse_retry_after({"Retry-After-Ms": "250", "Retry-After": "9"}) == 0.25
+
+
+# ----- the upstream's wait: retry-after, then for a 429 its x-ratelimit-reset-* -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected"),
+    [
+        (429, {"X-RateLimit-Reset-Requests": "1s"}, 1.0),
+        (429, {"x-ratelimit-reset-tokens": "6m0s"}, 360.0),
+        (429, {"x-ratelimit-reset-requests": "20ms", "x-ratelimit-reset-tokens": "6m0s"}, 0.02),
+        (
+            429,
+            {
+                "x-ratelimit-remaining-requests": "5",
+                "x-ratelimit-remaining-tokens": "0",
+                "x-ratelimit-reset-requests": "20ms",
+                "x-ratelimit-reset-tokens": "6m0s",
+            },
+            360.0,
+        ),
+        (429, {"retry-after": "3", "x-ratelimit-reset-requests": "1s"}, 3.0),
+        (429, {"x-ratelimit-reset-requests": "soon"}, None),
+        (429, {"x-ratelimit-reset-requests": "inf"}, None),
+        (500, {"x-ratelimit-reset-requests": "1s"}, None),
+        (503, {"Retry-After": "4"}, 4.0),
+    ],
+)
+def test_upstream_retry_after(status: int, headers: dict[str, str], expected: float | None) -> None:
+    assert upstream_retry_after(status, headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([], None),
+        ([(b"x-stainless-retry-count", b"0")], 0),
+        ([(b"x-stainless-retry-count", b"3")], 3),
+        ([(b"x-stainless-retry-count", b"oops")], 0),
+        ([(b"x-stainless-retry-count", b"99999999999999999999")], 32),
+    ],
+)
+def test_client_retry_count(headers: list[tuple[bytes, bytes]], expected: int | None) -> None:
+    assert client_retry_count({"type": "http", "headers": headers}) == expected
+
+
+def test_estimate_doubles_with_the_retries_made_and_is_capped() -> None:
+    policy = RetryPolicy()
+    assert [policy.estimate(n) for n in (-1, 0, 1, 2, 3, 4, 50)] == [1.0, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+
+
+# ----- who retries: the policy ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 529])
+def test_a_client_that_retries_by_itself_gets_every_retryable_status_at_once(status: int) -> None:
+    call = RetryPolicy(random=lambda: 0.5).start(FakeClock())
+    assert call.after_status(0, status, {"retry-after": "0.1"}, client_retry_count=0) is None
+    assert call.after_status(0, status, {}, client_retry_count=4) is None
+    assert call.after_status(0, status, {"retry-after": "0.1"}) == 0.1, "a client that does not retry"
+
+
+def test_statuses_are_retried_for_other_clients_within_the_cap() -> None:
+    call = RetryPolicy(max_retry_after=8.0, random=lambda: 0.5).start(FakeClock())
+    assert call.after_status(0, 429, {"Retry-After": "2"}) == 2.0
+    assert call.after_status(0, 429, {"X-RateLimit-Reset-Requests": "1s"}) == 1.0
+    assert call.after_status(1, 503, {}) == 0.5, "backoff without a hint"
+    assert call.after_status(0, 429, {"Retry-After": "9"}) is None, "longer than the cap: the client waits"
+    assert call.after_status(0, 400, {}) is None
+    assert call.after_status(0, 429, {}, should_retry=False) is None
+    assert call.after_status(0, 503, {"x-should-retry": "false"}) is None
+    assert call.after_status(0, 400, {"X-Should-Retry": "true"}) == 0.25
+
+
+def test_failures_before_a_response_are_retried_for_every_client_but_timeouts() -> None:
+    call = RetryPolicy(random=lambda: 0.5).start(FakeClock())
+    refused = UpstreamError("upstream connection error: connection refused")
+    assert call.after_failure(0, refused, client_retry_count=0) == 0.25
+    assert call.after_failure(0, refused) == 0.25
+    assert call.after_failure(0, UpstreamTimeoutError("t"), client_retry_count=0) is None
+    assert call.after_failure(0, UpstreamTimeoutError("t")) == 0.25
+
+
+def test_the_spent_budget_warning_is_logged_once_per_interval_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    budget = RetryBudget(ratio=0.0, min_per_second=0.0, window=10.0, clock=clock)
+    policy = RetryPolicy(budget=budget, random=lambda: 0.5)
+    with caplog.at_level(logging.WARNING, logger="ccproxy_asgi.retry"):
+        for _ in range(500):
+            assert policy.start(clock).after_status(0, 500, {}) is None
+    spent = [r for r in caplog.records if "retry budget is spent" in r.getMessage()]
+    assert len(spent) == 1
+    policy._spent_warning._last = -1e9  # the interval has passed
+    with caplog.at_level(logging.WARNING, logger="ccproxy_asgi.retry"):
+        policy.start(clock).after_status(0, 500, {})
+    spent = [r for r in caplog.records if "retry budget is spent" in r.getMessage()]
+    assert len(spent) == 2
+    assert "499 more" in spent[-1].getMessage()
+
+
+# ----- the provider's loop and the policy --------------------------------------------------------------------
+
+
+async def test_a_mixed_case_retry_after_is_waited_out() -> None:
+    clock = FakeClock()
+    made, client = provider(clock, error(429, {"Retry-After": "2"}), FakeResponse(200, {}, OK_BODY))
+    ctx = RequestContext()
+    await made.complete({}, ctx)
+    assert gaps(client) == [0.25 + 2.0]
+    assert ctx.attempts[0].headers["retry-after"] == "2"
+
+
+async def test_the_hint_survives_the_proxys_last_retry() -> None:
+    clock = FakeClock()
+    made, client = provider(
+        clock, error(429, {"Retry-After": "2"}), error(429, {"Retry-After": "2"}), max_attempts=2
+    )
+    with pytest.raises(RateLimitError) as caught:
+        await made.complete({}, RequestContext())
+    assert len(client.sent) == 2
+    assert caught.value.retry_after == 2.0
+
+
+async def test_an_announcing_client_gets_the_status_and_its_hint_after_one_attempt() -> None:
+    clock = FakeClock()
+    made, client = provider(clock, error(429, {"Retry-After": "1"}), FakeResponse(200, {}, OK_BODY))
+    with pytest.raises(RateLimitError) as caught:
+        await made.complete({}, RequestContext(client_retry_count=0))
+    assert len(client.sent) == 1
+    assert caught.value.retry_after == 1.0
+
+
+@pytest.mark.parametrize(("count", "expected"), [(0, 1.0), (1, 2.0), (2, 4.0), (9, 8.0)])
+async def test_a_wait_is_estimated_for_an_overloaded_upstream_without_a_hint(
+    count: int, expected: float
+) -> None:
+    clock = FakeClock()
+    made, _ = provider(clock, error(503))
+    with pytest.raises(OverloadedError) as caught:
+        await made.complete({}, RequestContext(client_retry_count=count))
+    assert caught.value.retry_after == expected
+
+
+async def test_the_estimate_counts_the_proxys_own_retries_too() -> None:
+    clock = FakeClock()
+    made, client = provider(clock, error(429), error(429), error(429))
+    with pytest.raises(RateLimitError) as caught:
+        await made.complete({}, RequestContext())
+    assert len(client.sent) == 3
+    assert caught.value.retry_after == 4.0
+
+
+async def test_a_server_error_without_a_hint_gets_no_invented_one() -> None:
+    clock = FakeClock()
+    made, _ = provider(clock, error(500))
+    with pytest.raises(ApiError) as caught:
+        await made.complete({}, RequestContext(client_retry_count=0))
+    assert caught.value.retry_after is None, "the client's own backoff applies to a 500"
+
+
+async def test_a_connection_failure_is_retried_even_for_an_announcing_client() -> None:
+    clock = FakeClock()
+    made, client = provider(
+        clock, UpstreamError("upstream connection error: reset"), FakeResponse(200, {}, OK_BODY)
+    )
+    await made.complete({}, RequestContext(client_retry_count=0))
+    assert len(client.sent) == 2
+
+
+async def test_a_timeout_is_left_to_an_announcing_client() -> None:
+    clock = FakeClock()
+    made, client = provider(clock, UpstreamTimeoutError("t"), FakeResponse(200, {}, OK_BODY))
+    with pytest.raises(UpstreamTimeoutError):
+        await made.complete({}, RequestContext(client_retry_count=0))
+    assert len(client.sent) == 1
+
+
+async def test_the_policy_can_be_told_to_retry_for_announcing_clients_too() -> None:
+    clock = FakeClock()
+    made, client = provider(
+        clock, error(503), FakeResponse(200, {}, OK_BODY), defer_to_retrying_clients=False
+    )
+    await made.complete({}, RequestContext(client_retry_count=0))
+    assert len(client.sent) == 2

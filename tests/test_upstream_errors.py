@@ -1,4 +1,5 @@
-"""The error vocabulary of the upstream clients, and the package's public face."""
+"""The error vocabulary of the upstream clients, the package's public face, and what the proxy reads from
+their error responses: headers with any spelling of their names."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import pytest
 
 import ccproxy_asgi.upstream as upstream
 from ccproxy_asgi.errors import UpstreamError, UpstreamTimeoutError
+from ccproxy_asgi.headers import Headers
+from ccproxy_asgi.provider.error_mapping import map_upstream_error
+from ccproxy_asgi.upstream import HTTPClientConfig, create_upstream_client
 from ccproxy_asgi.upstream._errors import connection_error, os_reason, timeout_error
+from tests.support.echo_server import run_echo_server
 
 
 class LibraryError(Exception):
@@ -72,6 +77,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         "DEFAULT_USER_AGENT",
         "AiohttpUpstreamClient",
         "AiohttpUpstreamResponse",
+        "FirstByteTimeoutClient",
         "HTTPClientConfig",
         "HttpxUpstreamClient",
         "HttpxUpstreamResponse",
@@ -84,3 +90,28 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         assert getattr(upstream, name) is not None
     with pytest.raises(AttributeError):
         _ = upstream.NoSuchThing
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx"])
+async def test_response_headers_of_either_client_are_read_in_any_spelling(
+    kind: upstream.UpstreamClientKind,
+) -> None:
+    async with (
+        run_echo_server() as server,
+        create_upstream_client(kind, HTTPClientConfig(trust_env=False)) as client,
+    ):
+        response = await client.send("GET", server.url + "/echo", headers={})
+        async with response:
+            await response.read()
+            headers = Headers(response.headers)
+    # The echo server spells it `X-Custom-Header`; a plain dict of aiohttp's headers keeps that spelling.
+    assert headers["x-custom-header"] == headers["X-CUSTOM-HEADER"] == "yes"
+
+
+def test_the_error_mapping_reads_mixed_case_headers() -> None:
+    body = b'{"error": {"message": "slow down"}}'
+    limited = map_upstream_error(429, {"Retry-After": "2", "X-RateLimit-Limit-Requests": "60"}, body)
+    assert limited.retry_after == 2.0
+    assert limited.extra_headers["anthropic-ratelimit-requests-limit"] == "60"
+    assert map_upstream_error(429, {"X-Ratelimit-Reset-Requests": "6m0s"}, body).retry_after == 360.0
+    assert map_upstream_error(503, {"RETRY-AFTER-MS": "1500"}, body).retry_after == 1.5

@@ -33,6 +33,7 @@ from ccproxy_asgi.errors import (
     ProxyError,
 )
 from ccproxy_asgi.provider.base import ChatProvider
+from ccproxy_asgi.retry import client_retry_count
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.translate.options import ModelProfile, TranslationOptions
 from ccproxy_asgi.types import Receive, Scope, Send
@@ -98,6 +99,7 @@ class AnthropicEndpoint:
             self._require(method, "POST")
             body = await self._json_body(receive, ctx)
             client_key = client_key_from(scope) if self._forward_client_key else None
+            ctx.client_retry_count = client_retry_count(scope)
             await self._messages.handle(body, ctx, receive, send, client_key)
         elif path == "/v1/messages/count_tokens":
             self._require(method, "POST")

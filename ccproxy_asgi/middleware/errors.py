@@ -8,6 +8,11 @@
 - After an SSE stream began, an exception, an unfinished body, or an inner attempt at a second
   `http.response.start` become one `event: error` frame and the end of the stream.
 - A request body over `max_body_bytes` is answered 413 `request_too_large`.
+- Every 429 and 529 leaves with `retry-after`: an inner app's answer without one gets
+  `errors.DEFAULT_RETRY_AFTER`, so a client never has to guess (a safety net: the layers that know better
+  set their own).
+- Messages taken from an inner app's error body are redacted like an upstream's (keys, URL credentials,
+  stack traces, file paths).
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from http import HTTPStatus
 from typing import Any
 
 from ccproxy_asgi import jsonutil
-from ccproxy_asgi._cython import dict_ops
 from ccproxy_asgi.asgi_io import header
 from ccproxy_asgi.context import ensure_request_id, get_context
 from ccproxy_asgi.errors import (
+    DEFAULT_RETRY_AFTER,
+    RETRY_AFTER_STATUSES,
     ApiError,
     ProxyError,
     RequestTooLargeError,
@@ -28,6 +34,7 @@ from ccproxy_asgi.errors import (
     error_response_parts,
     sse_error_event,
 )
+from ccproxy_asgi.provider.redaction import redact_error_text
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.errors")
@@ -117,8 +124,15 @@ def _message_from(status: int, content_type: str, body: bytes) -> str:
     elif status < 500 and content_type.startswith("text/plain"):
         # Server errors are described by their status only: their text may be a traceback.
         message = body.decode("utf-8", "replace").strip()
-    message = (message or phrase).strip() or phrase
-    return dict_ops.redact_text(message[:_MAX_MESSAGE])
+    message = redact_error_text((message or phrase).strip()).strip() or phrase
+    return message[:_MAX_MESSAGE]
+
+
+def _with_retry_after(status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers`, with `retry-after` added when `status` must carry one and has none."""
+    if status in RETRY_AFTER_STATUSES and all(bytes(name).lower() != b"retry-after" for name, _ in headers):
+        headers.append((b"retry-after", DEFAULT_RETRY_AFTER))
+    return headers
 
 
 def _json_parts(
@@ -134,6 +148,7 @@ def _json_parts(
         (b"content-length", str(len(body)).encode()),
         (b"request-id", request_id.encode("latin-1")),
     ]
+    _with_retry_after(status, headers)
     return (
         {"type": "http.response.start", "status": status, "headers": headers},
         {"type": "http.response.body", "body": body},
@@ -250,6 +265,8 @@ class _ResponseState:
             self._held = message
             return
         self.started = True
+        if status in RETRY_AFTER_STATUSES:
+            message = {**message, "headers": _with_retry_after(status, headers)}
         await self._send(message)
 
     async def _body(self, message: Message) -> None:

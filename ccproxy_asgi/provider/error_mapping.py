@@ -2,17 +2,20 @@
 
 The upstream may be OpenAI (`{"error": {"message", "type", "code", "param"}}`), vLLM
 (`{"object": "error", "message": ...}`), OpenRouter (`{"error": {"message", "code": 429, "metadata"}}`) or
-something that answers plain text; all of them are read defensively.
+something that answers plain text; all of them are read defensively. Their text is passed on only after
+redaction (`ccproxy_asgi.provider.redaction`): keys, URL credentials, stack traces and file paths out.
+
+Every 429 and 529 carries a wait: the upstream's (`retry-after-ms`, `retry-after`, for a 429 its
+`x-ratelimit-reset-*`), else the caller's `estimate`, else `errors.DEFAULT_RETRY_AFTER` on the wire.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ccproxy_asgi import jsonutil
-from ccproxy_asgi._cython import dict_ops
 from ccproxy_asgi.errors import (
     ApiError,
     AuthenticationError,
@@ -27,10 +30,14 @@ from ccproxy_asgi.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from ccproxy_asgi.headers import Headers
+from ccproxy_asgi.provider.redaction import MAX_SCANNED, redact_error_text
 from ccproxy_asgi.ratelimit_headers import anthropic_ratelimit_headers
-from ccproxy_asgi.retry import parse_retry_after
+from ccproxy_asgi.retry import upstream_retry_after
 
 _MAX_MESSAGE = 1000
+# Statuses that tell the client to wait: they get the caller's estimate when the upstream gave no hint.
+_WAIT_STATUSES = frozenset({429, 503, 529})
 _QUOTA_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted", "billing_hard_limit_reached"})
 _CONTEXT_HINTS = (
     "context_length_exceeded",
@@ -50,14 +57,18 @@ class UpstreamErrorDetail:
     type: str | None
 
 
-def parse_error_body(body: bytes) -> UpstreamErrorDetail:
-    """The message, code and type of an upstream error body, whatever its shape; keys in it masked."""
+def parse_error_body(body: bytes, secrets: Iterable[str | None] = ()) -> UpstreamErrorDetail:
+    """The message, code and type of an upstream error body, whatever its shape; the message redacted
+    (`secrets` are values to remove besides the registered ones), then capped. In that order: a cap first
+    could cut a key in half and leave a half no rule recognises."""
     detail = _parse_error_body(body)
-    return UpstreamErrorDetail(dict_ops.redact_text(detail.message), detail.code, detail.type)
+    message = redact_error_text(detail.message, secrets).strip() or "no error message"
+    return UpstreamErrorDetail(message[:_MAX_MESSAGE], detail.code, detail.type)
 
 
 def _parse_error_body(body: bytes) -> UpstreamErrorDetail:
-    text = body.decode("utf-8", "replace").strip()
+    """The fields of `body`, the message uncapped but for `MAX_SCANNED` (redaction looks no further)."""
+    text = body[: MAX_SCANNED * 4].decode("utf-8", "replace").strip()
     try:
         data: Any = jsonutil.loads(body) if body else None
     except ValueError:
@@ -66,20 +77,20 @@ def _parse_error_body(body: bytes) -> UpstreamErrorDetail:
         err = data.get("error")
         if isinstance(err, dict):
             return UpstreamErrorDetail(
-                message=str(err.get("message") or text)[:_MAX_MESSAGE],
+                message=str(err.get("message") or text),
                 code=None if err.get("code") is None else str(err.get("code")),
                 type=None if err.get("type") is None else str(err.get("type")),
             )
         if isinstance(err, str):
-            return UpstreamErrorDetail(message=err[:_MAX_MESSAGE], code=None, type=None)
+            return UpstreamErrorDetail(message=err, code=None, type=None)
         message = data.get("message") or data.get("detail") or text
         code = data.get("code")
         return UpstreamErrorDetail(
-            message=str(message)[:_MAX_MESSAGE],
+            message=str(message),
             code=None if code is None else str(code),
             type=None if data.get("type") is None else str(data.get("type")),
         )
-    return UpstreamErrorDetail(message=(text or "no error body")[:_MAX_MESSAGE], code=None, type=None)
+    return UpstreamErrorDetail(message=text or "no error body", code=None, type=None)
 
 
 def _is_context_overflow(detail: UpstreamErrorDetail) -> bool:
@@ -92,12 +103,25 @@ def _is_quota(detail: UpstreamErrorDetail) -> bool:
 
 
 def map_upstream_error(
-    status: int, headers: Mapping[str, str], body: bytes, *, client_key_forwarded: bool = False
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    client_key_forwarded: bool = False,
+    secrets: Iterable[str | None] = (),
+    estimate: float | None = None,
 ) -> ProxyError:
-    """The error to raise for an upstream answer with a non-2xx `status`."""
-    detail = parse_error_body(body)
+    """The error to raise for an upstream answer with a non-2xx `status`.
+
+    `secrets`: values the upstream may echo that the client must not see (the keys the request was sent
+    with). `estimate`: the wait to tell the client for a 429, 503 or 529 that came without a hint.
+    """
+    headers = Headers.of(headers)
+    detail = parse_error_body(body, secrets)
     message = detail.message
-    retry_after = parse_retry_after(headers)
+    retry_after = upstream_retry_after(status, headers)
+    if retry_after is None and status in _WAIT_STATUSES:
+        retry_after = estimate
     if status == 400 or status == 422:
         if _is_context_overflow(detail):
             return InvalidRequestError(f"prompt is too long: {message}")

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from ccproxy_asgi import __version__, jsonutil
 from ccproxy_asgi.context import RequestContext, UpstreamAttempt
 from ccproxy_asgi.errors import ProxyError, UpstreamError, UpstreamTimeoutError
+from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.observability.tracing import traced_send
 from ccproxy_asgi.provider.error_mapping import map_upstream_error
 from ccproxy_asgi.retry import RetryPolicy
@@ -139,13 +140,15 @@ class OpenAIProvider:
     async def _post(
         self, payload: dict[str, Any], ctx: RequestContext, client_key: str | None
     ) -> UpstreamResponse:
-        """POST to the completions URL until a 200 arrives or the policy gives up."""
+        """POST to the completions URL until a 200 arrives or the retry policy gives up (`ccproxy_asgi.retry`:
+        a client that announces its own retries gets a retryable status back at once)."""
         await ctx.admit()
         content = jsonutil.dumps(payload)
         headers = self._headers(ctx, client_key)
         attempts = 1 if ctx.probe else self._retry.max_attempts
         last = attempts - 1
         retries = self._retry.start(self._clock)
+        announced = ctx.client_retry_count
         for attempt in range(attempts):
             record = UpstreamAttempt(url=self._completions_url)
             ctx.attempts.append(record)
@@ -155,15 +158,21 @@ class OpenAIProvider:
             except ProxyError as exc:
                 record.duration_s = self._clock() - started
                 record.error = type(exc).__name__
-                delay = None if attempt == last else retries.delay(attempt)
+                delay = (
+                    None
+                    if attempt == last
+                    else retries.after_failure(attempt, exc, client_retry_count=announced)
+                )
                 if delay is None:
                     raise
-                logger.info("upstream attempt %d failed (%s); retrying in %.2fs", attempt + 1, record.error, delay)
+                logger.info(
+                    "upstream attempt %d failed (%s); retrying in %.2fs", attempt + 1, record.error, delay
+                )
                 await self._sleep(delay)
                 continue
-            record.status = response.status
-            record.headers = dict(response.headers)
-            if response.status == 200:
+            record.status = status = response.status
+            record.headers = Headers(response.headers)
+            if status == 200:
                 record.duration_s = self._clock() - started
                 return response
             try:
@@ -174,17 +183,32 @@ class OpenAIProvider:
                 await response.aclose()
             record.duration_s = self._clock() - started
             error = map_upstream_error(
-                response.status, record.headers, body, client_key_forwarded=client_key is not None
+                status,
+                record.headers,
+                body,
+                client_key_forwarded=client_key is not None,
+                secrets=(client_key, self._secret_key()),
+                estimate=self._retry.estimate((announced or 0) + attempt),
             )
-            retryable = error.should_retry is not False and self._retry.is_retryable(
-                response.status, record.headers
+            delay = (
+                None
+                if attempt == last
+                else retries.after_status(
+                    attempt,
+                    status,
+                    record.headers,
+                    should_retry=error.should_retry,
+                    client_retry_count=announced,
+                )
             )
-            delay = retries.delay(attempt, record.headers) if retryable and attempt < last else None
             if delay is None:
                 raise error
-            logger.info("upstream answered %d on attempt %d; retrying in %.2fs", response.status, attempt + 1, delay)
+            logger.info("upstream answered %d on attempt %d; retrying in %.2fs", status, attempt + 1, delay)
             await self._sleep(delay)
         raise UpstreamError("upstream retries exhausted")  # unreachable: the last attempt raises
+
+    def _secret_key(self) -> str | None:
+        return None if self._api_key is None else self._api_key.get_secret_value()
 
     async def complete(
         self, payload: dict[str, Any], ctx: RequestContext, *, client_key: str | None = None
@@ -226,7 +250,9 @@ class OpenAIProvider:
         finally:
             await response.aclose()
         if response.status != 200:
-            raise map_upstream_error(response.status, dict(response.headers), body)
+            raise map_upstream_error(
+                response.status, Headers(response.headers), body, secrets=(self._secret_key(),)
+            )
         try:
             data = jsonutil.loads(body)
             ids = [str(item["id"]) for item in data["data"] if isinstance(item, dict) and "id" in item]

@@ -9,15 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ccproxy_asgi.context import RequestContext, UpstreamAttempt
+from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.ratelimit.budget import Cost
 from ccproxy_asgi.ratelimit.store import Observation, Settlement
 from ccproxy_asgi.ratelimit_headers import parse_duration
-from ccproxy_asgi.retry import parse_retry_after
-
-
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    # Upstream clients keep the server's spelling (aiohttp: `X-Ratelimit-...`).
-    return {name.lower(): value for name, value in headers.items()}
+from ccproxy_asgi.retry import upstream_retry_after
 
 
 def _int(value: str | None) -> int | None:
@@ -44,19 +40,12 @@ def observation_from_attempts(attempts: Sequence[UpstreamAttempt]) -> Observatio
     for attempt in attempts:
         if attempt.status is None or not attempt.headers:
             continue
-        headers = _lower(attempt.headers)
+        # Upstream clients keep the server's spelling (aiohttp: `X-Ratelimit-...`); `Headers` reads any.
+        headers = Headers.of(attempt.headers)
         if attempt.status == 429:
             rate_limited += 1
-            wait = parse_retry_after(headers)
-            if wait is None:
-                # No retry-after: the reset of whichever budget is exhausted.
-                resets = [
-                    _duration(headers.get(f"x-ratelimit-reset-{kind}"))
-                    for kind in ("requests", "tokens")
-                    if headers.get(f"x-ratelimit-remaining-{kind}", "").strip() == "0"
-                ]
-                known = [r for r in resets if r is not None]
-                wait = max(known) if known else None
+            # retry-after, else the reset of whichever budget is exhausted.
+            wait = upstream_retry_after(429, headers)
             if wait is not None:
                 retry_after = wait if retry_after is None else max(retry_after, wait)
         requests = _int(headers.get("x-ratelimit-remaining-requests"))
@@ -79,7 +68,7 @@ def observation_from_attempts(attempts: Sequence[UpstreamAttempt]) -> Observatio
 
 def observation_from_response(status: int, headers: Mapping[str, str]) -> Observation:
     """An `Observation` from the response itself, for inner apps that record no upstream attempts."""
-    return observation_from_attempts([UpstreamAttempt(url="", status=status, headers=dict(headers))])
+    return observation_from_attempts([UpstreamAttempt(url="", status=status, headers=Headers(headers))])
 
 
 def settlement_for(ctx: RequestContext, response_status: int | None) -> Settlement:
