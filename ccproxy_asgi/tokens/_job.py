@@ -144,8 +144,13 @@ class Job:
         for index in range(len(keys), len(units)):
             if byte_budget is not None and keyed > byte_budget:
                 return False
-            kind, _, value, path = units[index]
-            data: str | bytes = value if kind == "system-text" else json_bytes(value, path)
+            kind, walker, value, path = units[index]
+            try:
+                data: str | bytes = value if kind == "system-text" else json_bytes(value, path)
+            except InvalidRequestError:
+                # The unit's walker names the field at fault (`tools.0.input_schema`, not `tools.0`).
+                walker(value, path, CountingRules(), Tally())
+                raise
             keys.append((encoding, kind, len(data), fingerprint(data)))
             self.sizes.append(len(data))
             keyed += len(data)

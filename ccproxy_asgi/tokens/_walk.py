@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import orjson
 
 from ccproxy_asgi.errors import InvalidRequestError
+from ccproxy_asgi.jsonutil import TOO_DEEP, too_deep
 from ccproxy_asgi.tokens.rules import (
     MESSAGE_OVERHEAD,
     SEPARATOR,
@@ -44,11 +45,14 @@ def fail(path: str, problem: str) -> NoReturn:
 
 def json_bytes(value: Any, path: str) -> bytes:
     """Compact JSON of `value`; the stdlib fallback covers what orjson refuses but JSON allows
-    (integers beyond 64 bits, lone surrogates from a lenient parser)."""
+    (integers beyond 64 bits, lone surrogates from a lenient parser). A value nested too deeply for
+    orjson is refused, as the translation refuses it, rather than counted by the recursive stdlib."""
     try:
         return orjson.dumps(value)
     except TypeError:
         pass
+    if too_deep(value):
+        fail(path, TOO_DEEP)
     try:
         return json.dumps(value, ensure_ascii=True).encode()
     except (TypeError, ValueError, RecursionError):
@@ -229,6 +233,8 @@ def walk_tool(tool: Any, path: str, rules: CountingRules, tally: Tally) -> None:
     schema = tool.get("input_schema")
     if schema is not None and not isinstance(schema, dict):
         fail(f"{path}.input_schema", "Input should be a valid dictionary")
+    if too_deep(schema):  # the translation refuses it: the count must not accept it
+        fail(f"{path}.input_schema", TOO_DEEP)
     tally.fixed += TOOL_OVERHEAD
     tally.texts.append(json_bytes(_without_cache_control(tool), path).decode())
 
@@ -248,6 +254,8 @@ def walk_output_config(config: Any, path: str, rules: CountingRules, tally: Tall
     if output_format is not None:
         if not isinstance(output_format, dict):
             fail(f"{path}.format", "Input should be a valid dictionary")
+        if too_deep(output_format.get("schema")):
+            fail(f"{path}.format.schema", TOO_DEEP)
         # Becomes `response_format`, whose JSON schema the upstream renders into the prompt.
         tally.texts.append(json_bytes(output_format, f"{path}.format").decode())
 

@@ -17,6 +17,7 @@ from ccproxy_asgi.translate._validate import (
     _bad,
     _bad_tag,
     _block_type,
+    _check_nesting,
     _fail,
     _join,
     _string,
@@ -174,6 +175,9 @@ class _MessageTranslator:
         try:
             arguments_json = jsonutil.dumps_str(arguments)
         except (TypeError, ValueError) as exc:
+            # Encoded on its own into a string, an input can nest as deep as the encoder goes; only
+            # past that, which a depth check tells from other encoding failures, is it refused.
+            _check_nesting(arguments, f"{path}.input")
             _fail(f"{path}.input: cannot be encoded as JSON ({exc})")
         upstream_id = self._call_id(client_id)
         pending[client_id] = upstream_id

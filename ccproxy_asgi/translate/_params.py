@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from ccproxy_asgi import jsonutil
-from ccproxy_asgi.translate._validate import _bad, _bad_tag, _fail, _join, _text_blocks
+from ccproxy_asgi.translate._validate import _bad, _bad_tag, _check_nesting, _fail, _join, _text_blocks
 from ccproxy_asgi.translate.options import Effort, ModelProfile, TranslationOptions
 from ccproxy_asgi.translate.tools import TranslatedTools, strict_compatible
 
@@ -99,6 +99,7 @@ def _response_format(body: dict[str, Any], options: TranslationOptions) -> dict[
     schema = fmt.get("schema")
     if not isinstance(schema, dict):
         _bad(f"{path}.schema", schema, "a valid dictionary")
+    _check_nesting(schema, f"{path}.schema")
     strict = strict_compatible(schema)
     return {
         "type": "json_schema",

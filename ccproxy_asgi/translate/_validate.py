@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from ccproxy_asgi.errors import InvalidRequestError
+from ccproxy_asgi.jsonutil import TOO_DEEP, too_deep
 
 
 def _fail(message: str) -> NoReturn:
@@ -18,6 +19,13 @@ def _fail(message: str) -> NoReturn:
 def _bad(path: str, value: Any, expected: str) -> NoReturn:
     """A missing (None) or mistyped value at `path`."""
     _fail(f"{path}: Field required" if value is None else f"{path}: Input should be {expected}")
+
+
+def _check_nesting(value: Any, path: str) -> None:
+    """Refuse a client value forwarded as JSON that nests deeper than `MAX_NESTING`: past some depth the
+    upstream request can no longer be encoded, and that must be the client's 400, not the proxy's 500."""
+    if too_deep(value):
+        _fail(f"{path}: {TOO_DEEP}")
 
 
 def _bad_tag(path: str, kind: Any, expected: str) -> NoReturn:

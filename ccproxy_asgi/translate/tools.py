@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ccproxy_asgi.errors import InvalidRequestError
+from ccproxy_asgi.translate._validate import _check_nesting
 from ccproxy_asgi.translate.common import ToolNameMap
 from ccproxy_asgi.translate.options import ModelProfile, ToolCallIdStyle, TranslationOptions
 
@@ -326,6 +327,7 @@ def _custom_tool(
         _bad(f"tools.{i}.input_schema", schema, "a valid dictionary")
     if schema.get("type", "object") != "object":
         _fail(f"tools.{i}.input_schema.type: Input should be 'object'")
+    _check_nesting(schema, f"tools.{i}.input_schema")
     description = tool.get("description")
     if description is not None and not isinstance(description, str):
         _fail(f"tools.{i}.description: Input should be a valid string")
