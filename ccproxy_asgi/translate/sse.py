@@ -6,6 +6,10 @@ holds whole events: it finds the last blank line at the byte level and decodes o
 An event boundary is an ASCII byte pair, never inside a multi-byte UTF-8 character, so splitting there is
 what an incremental UTF-8 decoder would do, without its per-byte bookkeeping; the incomplete tail waits
 as bytes for the next read.
+
+The unfinished event is bounded: an upstream that sends a line (or an event) without end would otherwise
+grow the buffer, and the proxy's memory, for as long as it keeps sending. Past `MAX_EVENT_BYTES` the
+decoder raises `SSEOverflowError` and forgets what it held.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ccproxy_asgi import jsonutil
+
+#: Largest event (every line of it up to the closing blank line) the decoder will hold: 8 MiB. A chat
+#: completion chunk is well under 1 KB; even a whole tool call's arguments in one chunk stays far below.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
 _CR = 0x0D
@@ -32,6 +40,10 @@ class SSEEvent(NamedTuple):
 _new_event = tuple.__new__
 
 
+class SSEOverflowError(ValueError):
+    """An event grew past the decoder's limit without its closing blank line."""
+
+
 class SSEDecoder:
     """Incremental event-stream decoder: `feed` bytes as they arrive, `close` at end of input.
 
@@ -41,19 +53,28 @@ class SSEDecoder:
     truncated JSON payload then fails where it is parsed, which is the right place to report it.
     """
 
-    __slots__ = ("_last_id", "_parts", "_pending_cr", "_started")
+    __slots__ = ("_last_id", "_max_event_bytes", "_parts", "_pending_cr", "_pending_size", "_started")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         # The unfinished event, as the reads that brought it: joined only once a boundary arrives, so a
         # large event in many small reads costs linear time, not quadratic.
         self._parts: list[bytes] = []
+        self._pending_size = 0  # bytes in `_parts`
+        self._max_event_bytes = max_event_bytes
         # A `\r` that ended the previous read: it may be the first half of a `\r\n`.
         self._pending_cr = False
         self._last_id: str | None = None
         self._started = False
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes held for the unfinished event."""
+        return self._pending_size
+
     def feed(self, data: bytes) -> list[SSEEvent]:
-        """Events completed by `data` (often none, often several)."""
+        """Events completed by `data` (often none, often several).
+
+        Raises `SSEOverflowError` once the unfinished event holds more than `max_event_bytes`."""
         if self._pending_cr:
             data = b"\r" + data
             self._pending_cr = False
@@ -68,23 +89,38 @@ class SSEDecoder:
         if parts:
             parts.append(data)
             if b"\n\n" not in data and not (data[0] == _LF and parts[-2].endswith(b"\n")):
+                self._hold(len(data))
                 return []
             buf = b"".join(parts)
             parts.clear()
+            self._pending_size = 0
         else:
             buf = data
         end = buf.rfind(b"\n\n")
         if end < 0:
             parts.append(buf)
+            self._hold(len(buf))
             return []
         if end + 2 < len(buf):
             parts.append(buf[end + 2 :])
+            self._hold(len(buf) - end - 2)
         return self._parse(buf[: end + 2])
+
+    def _hold(self, size: int) -> None:
+        self._pending_size += size
+        if self._pending_size > self._max_event_bytes:
+            held = self._pending_size
+            self._parts.clear()
+            self._pending_size = 0
+            raise SSEOverflowError(
+                f"an event passed {self._max_event_bytes} bytes ({held} held) without its closing blank line"
+            )
 
     def close(self) -> list[SSEEvent]:
         """Flush at end of input: the last event even without its closing blank line."""
         buf = b"".join(self._parts)
         self._parts.clear()
+        self._pending_size = 0
         self._pending_cr = False  # a final lone `\r` ends a line, which the appended `\n\n` does anyway
         if not buf.strip(b"\n"):
             return []
@@ -142,4 +178,4 @@ def encode_event(name: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + jsonutil.dumps(payload) + b"\n\n"
 
 
-__all__ = ["SSEDecoder", "SSEEvent", "encode_event"]
+__all__ = ["MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent", "SSEOverflowError", "encode_event"]

@@ -48,7 +48,7 @@ from ccproxy_asgi.translate.response import (
     upstream_error,
     usage_from_openai,
 )
-from ccproxy_asgi.translate.sse import SSEDecoder, encode_event
+from ccproxy_asgi.translate.sse import SSEDecoder, SSEOverflowError, encode_event
 
 _NONE, _TEXT, _THINKING, _TOOL = 0, 1, 2, 3
 
@@ -78,7 +78,7 @@ def _loads_lenient(data: str) -> Any:
     """
     try:
         value = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # the stdlib parser recurses: a deeply nested chunk exhausts it
         raise UpstreamError(f"invalid upstream stream chunk: {data[:200]!r}") from None
     return _scrub(value)
 
@@ -253,10 +253,16 @@ class StreamTranslator:
         return self._take()
 
     def feed_sse_bytes(self, data: bytes) -> bytes:
-        """Events for raw upstream body bytes, split anywhere (decodes SSE, then `feed_data`)."""
+        """Events for raw upstream body bytes, split anywhere (decodes SSE, then `feed_data`).
+
+        Raises `UpstreamError` when the upstream sends an event past the decoder's size limit."""
         if not self._started:
             self._out.append(self.start())
-        for event in self._decoder.feed(data):
+        try:
+            events = self._decoder.feed(data)
+        except SSEOverflowError as exc:
+            raise UpstreamError(f"the upstream sent an oversized SSE line: {exc}") from None
+        for event in events:
             self._data(event.data, event.event)
         return self._take()
 
