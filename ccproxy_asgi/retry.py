@@ -35,6 +35,7 @@ from email.utils import parsedate_to_datetime
 
 from ccproxy_asgi.errors import ProxyError, UpstreamTimeoutError
 from ccproxy_asgi.headers import Headers
+from ccproxy_asgi.log_throttle import ThrottledLog
 from ccproxy_asgi.ratelimit_headers import reset_wait
 from ccproxy_asgi.retry_budget import RetryBudget
 from ccproxy_asgi.types import Scope
@@ -46,6 +47,7 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 CLIENT_RETRY_HEADER = b"x-stainless-retry-count"
 # A count past this says nothing more about the wait, and keeps `2 ** n` small.
 _MAX_COUNTED_RETRIES = 32
+_BUDGET_SPENT = "retry-budget-spent"
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -107,29 +109,6 @@ def client_retry_count(scope: Scope) -> int | None:
     return None
 
 
-class _ThrottledWarning:
-    """A warning about a repeating condition: logged the first time, then at most once per `interval`
-    with how many were held back, so a condition that holds under load is one line a minute, not one per
-    request. (A stand-in until a shared helper for throttled log lines exists.)"""
-
-    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = interval
-        self._clock = clock
-        self._last: float | None = None
-        self._held = 0
-
-    def warning(self, message: str, *args: object) -> None:
-        now = self._clock()
-        if self._last is not None and now - self._last < self._interval:
-            self._held += 1
-            return
-        held, self._held, self._last = self._held, 0, now
-        if held:
-            logger.warning(message + " (%d more since the last report)", *args, held)
-        else:
-            logger.warning(message, *args)
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How many attempts, how long between them, and the limits on retrying at all.
@@ -153,8 +132,9 @@ class RetryPolicy:
     estimate_base: float = 1.0
     estimate_cap: float = 8.0
     defer_to_retrying_clients: bool = True
-    _spent_warning: _ThrottledWarning = field(
-        default_factory=_ThrottledWarning, init=False, compare=False, repr=False
+    # Under load a spent budget is met by every request: one line a minute with a count, not 8,000.
+    _budget_log: ThrottledLog = field(
+        default_factory=lambda: ThrottledLog(logger), init=False, compare=False, repr=False
     )
 
     def is_retryable(self, status: int, headers: Mapping[str, str]) -> bool:
@@ -252,9 +232,15 @@ class RetryCall:
         if policy.total_timeout is not None and self.elapsed() + wait > policy.total_timeout:
             logger.info("not retrying: the call's time budget of %gs would be exceeded", policy.total_timeout)
             return None
-        if policy.budget is not None and not policy.budget.try_spend():
-            policy._spent_warning.warning("not retrying: the retry budget is spent (%r)", policy.budget)
-            return None
+        if policy.budget is not None:
+            if not policy.budget.try_spend():
+                policy._budget_log.warning(
+                    _BUDGET_SPENT, "not retrying: the retry budget is spent (%r)", policy.budget
+                )
+                return None
+            if policy._budget_log.active(_BUDGET_SPENT):
+                missed = policy._budget_log.reset(_BUDGET_SPENT)
+                logger.info("retrying again: the retry budget has room (%d refusals not logged)", missed)
         return wait
 
 

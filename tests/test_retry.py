@@ -23,6 +23,7 @@ from ccproxy_asgi.errors import (
     UpstreamTimeoutError,
 )
 from ccproxy_asgi.headers import Headers
+from ccproxy_asgi.log_throttle import ThrottledLog
 from ccproxy_asgi.provider.openai import OpenAIProvider
 from ccproxy_asgi.retry import (
     RETRYABLE_STATUSES,
@@ -463,17 +464,24 @@ def test_the_spent_budget_warning_is_logged_once_per_interval_with_a_count(
     clock = FakeClock()
     budget = RetryBudget(ratio=0.0, min_per_second=0.0, window=10.0, clock=clock)
     policy = RetryPolicy(budget=budget, random=lambda: 0.5)
-    with caplog.at_level(logging.WARNING, logger="ccproxy_asgi.retry"):
+    object.__setattr__(
+        policy, "_budget_log", ThrottledLog(logging.getLogger("ccproxy_asgi.retry"), clock=clock)
+    )
+    with caplog.at_level(logging.INFO, logger="ccproxy_asgi.retry"):
         for _ in range(500):
             assert policy.start(clock).after_status(0, 500, {}) is None
-    spent = [r for r in caplog.records if "retry budget is spent" in r.getMessage()]
-    assert len(spent) == 1
-    policy._spent_warning._last = -1e9  # the interval has passed
-    with caplog.at_level(logging.WARNING, logger="ccproxy_asgi.retry"):
+        spent = [r for r in caplog.records if "retry budget is spent" in r.getMessage()]
+        assert len(spent) == 1, "one line, not one per request"
+        clock.now += 61.0
         policy.start(clock).after_status(0, 500, {})
-    spent = [r for r in caplog.records if "retry budget is spent" in r.getMessage()]
-    assert len(spent) == 2
-    assert "499 more" in spent[-1].getMessage()
+        spent = [r for r in caplog.records if "retry budget is spent" in r.getMessage()]
+        assert len(spent) == 2
+        assert "499 more" in spent[-1].getMessage()
+        budget.min_per_second = (
+            1.0  # room again: one closing line, and the next spent budget is logged at once
+        )
+        assert policy.start(clock).after_status(0, 500, {}) is not None
+        assert any("has room" in r.getMessage() for r in caplog.records)
 
 
 # ----- the provider's loop and the policy --------------------------------------------------------------------
