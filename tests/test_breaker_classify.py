@@ -18,9 +18,11 @@ def attempt(status: int | None = None, error: str | None = None) -> UpstreamAtte
     ("status", "error", "expected"),
     [
         (200, None, Outcome.SUCCESS),
-        (500, None, Outcome.FAILURE),
+        (500, None, Outcome.REQUEST_ERROR),  # answered: maybe the request's own doing
+        (501, None, Outcome.REQUEST_ERROR),
         (502, None, Outcome.FAILURE),
         (503, None, Outcome.FAILURE),
+        (504, None, Outcome.FAILURE),
         (529, None, Outcome.FAILURE),
         (None, "UpstreamError", Outcome.FAILURE),  # connection refused / reset
         (None, "UpstreamTimeoutError", Outcome.FAILURE),
@@ -54,9 +56,14 @@ def test_the_last_attempt_decides() -> None:
     assert request_outcome([attempt(500), attempt(400)]) is Outcome.NEUTRAL
 
 
-@pytest.mark.parametrize("error_type", ["api_error", "overloaded_error", "timeout_error"])
-def test_a_stream_the_upstream_broke_is_a_failure(error_type: str) -> None:
+@pytest.mark.parametrize("error_type", ["overloaded_error", "timeout_error"])
+def test_a_stream_the_upstream_overloaded_or_left_silent_is_a_failure(error_type: str) -> None:
     assert request_outcome([attempt(200)], stream_error=error_type, completed=True) is Outcome.FAILURE
+
+
+def test_a_stream_that_broke_after_its_start_is_a_request_error() -> None:
+    # A cut, a malformed chunk, an error event: this response broke, the upstream is up.
+    assert request_outcome([attempt(200)], stream_error="api_error", completed=True) is Outcome.REQUEST_ERROR
 
 
 def test_other_stream_errors_prove_nothing() -> None:
@@ -64,9 +71,11 @@ def test_other_stream_errors_prove_nothing() -> None:
 
 
 def test_an_error_answered_after_the_upstream_200_counts() -> None:
-    # The body was cut halfway or was not JSON: the endpoint answered 502/504.
-    assert request_outcome([attempt(200)], error_status=502) is Outcome.FAILURE
+    # The body was cut halfway or was not JSON (502): a request error; the upstream went silent (504)
+    # or reported an overload in the body (529): a failure.
+    assert request_outcome([attempt(200)], error_status=502) is Outcome.REQUEST_ERROR
     assert request_outcome([attempt(200)], error_status=504) is Outcome.FAILURE
+    assert request_outcome([attempt(200)], error_status=529) is Outcome.FAILURE
     assert request_outcome([attempt(200)], error_status=400) is Outcome.SUCCESS
 
 

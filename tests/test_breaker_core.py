@@ -520,3 +520,43 @@ async def test_probes_let_through_while_open_carry_over_into_half_open(
     assert not (await breaker.acquire(KEY, fingerprint="next")).allowed  # its slot is still taken
     await breaker.record(probe, Outcome.SUCCESS)
     assert await state(breaker) is State.CLOSED
+
+
+async def test_request_errors_neither_extend_nor_break_a_run(make_breaker: MakeBreaker) -> None:
+    breaker = make_breaker(failure_threshold=3)
+    for index in range(10):  # the upstream answered 500 to ten different requests: it is up
+        ticket = await breaker.acquire(KEY, fingerprint=f"template-error-{index}")
+        await breaker.record(ticket, Outcome.REQUEST_ERROR)
+    snap = await breaker.snapshot(KEY)
+    assert (snap.state, snap.consecutive_failures, snap.window_failures) == (State.CLOSED, 0, 10)
+    await fail_as(breaker, "down-1")
+    ticket = await breaker.acquire(KEY, fingerprint="template-error-x")
+    await breaker.record(ticket, Outcome.REQUEST_ERROR)
+    await fail_as(breaker, "down-2")
+    assert (await breaker.snapshot(KEY)).consecutive_failures == 2
+    await fail_as(breaker, "down-3")
+    assert await state(breaker) is State.OPEN
+
+
+async def test_request_errors_count_toward_the_failure_ratio(make_breaker: MakeBreaker) -> None:
+    breaker = make_breaker(failure_threshold=100, failure_ratio=0.5, min_requests=10)
+    await succeed(breaker, 5)
+    for index in range(5):
+        ticket = await breaker.acquire(KEY, fingerprint=f"broken-{index}")
+        await breaker.record(ticket, Outcome.REQUEST_ERROR)
+    assert await state(breaker) is State.OPEN  # half of ten requests failing: the upstream is sick
+
+
+async def test_a_probe_ending_in_a_request_error_decides_nothing(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    breaker = make_breaker(failure_threshold=1, recovery_seconds=5)
+    await fail_as(breaker, "down")
+    clock.advance(6)
+    probe = await breaker.acquire(KEY, fingerprint="odd-prompt")
+    assert probe.allowed
+    await breaker.record(probe, Outcome.REQUEST_ERROR)
+    snap = await breaker.snapshot(KEY)
+    assert (snap.state, snap.probes_in_flight) == (State.HALF_OPEN, 0)
+    await succeed(breaker)
+    assert await state(breaker) is State.CLOSED

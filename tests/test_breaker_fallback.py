@@ -150,7 +150,7 @@ async def test_an_open_primary_is_skipped_without_a_call_and_probed_after_recove
     upstreams: list[ScriptedProvider], breaker: CircuitBreaker, clock: FakeClock
 ) -> None:
     provider = make(upstreams, breaker)
-    upstreams[0].fail_with(500, ApiError("boom"), times=2)
+    upstreams[0].fail_with(503, ApiError("boom"), times=2)
     for _ in range(2):
         await provider.complete(PAYLOAD, context())
     assert (await breaker.snapshot(PRIMARY)).state is State.OPEN
@@ -171,7 +171,7 @@ async def test_every_breaker_open_is_a_529_with_the_shortest_wait(
     provider = make(upstreams, breaker)
     for index, upstream in enumerate(upstreams):
         # The next upstream serves while this one fails (the last one's own errors reach the client).
-        upstream.fail_with(500, ApiError("boom"), times=2)
+        upstream.fail_with(503, ApiError("boom"), times=2)
         for _ in range(2):
             with contextlib.suppress(ApiError):
                 await provider.complete(PAYLOAD, context())
@@ -186,7 +186,7 @@ async def test_every_breaker_open_is_a_529_with_the_shortest_wait(
     # upstream, with nothing after it, keeps probing while open: its next probe is 1 s after its trip.
     assert caught.value.retry_after == pytest.approx(1)
     clock.advance(1)
-    upstreams[2].fail_with(500, ApiError("still down"), times=1)
+    upstreams[2].fail_with(503, ApiError("still down"), times=1)
     with pytest.raises(ApiError):
         await provider.complete(PAYLOAD, context())
     assert len(upstreams[2].payloads) == calls[2] + 1
@@ -195,7 +195,7 @@ async def test_every_breaker_open_is_a_529_with_the_shortest_wait(
 async def test_the_last_upstream_error_is_raised_when_all_fail(
     upstreams: list[ScriptedProvider], breaker: CircuitBreaker
 ) -> None:
-    upstreams[0].fail_with(500, ApiError("first"))
+    upstreams[0].fail_with(503, ApiError("first"))
     upstreams[1].fail_with(503, OverloadedError("second"))
     upstreams[2].fail_with(None, UpstreamError("third"))
     ctx = context()
@@ -215,7 +215,7 @@ async def test_streams_fall_back_before_the_first_byte_and_report_cuts_after(
         assert response == SECONDARY  # type: ignore[comparison-overlap]
         ctx.extras["stream_error"] = "api_error"  # the endpoint saw the upstream cut the stream
     assert ctx.upstream_name == "secondary"
-    assert breaker.stats()[SECONDARY].failures == 1
+    assert breaker.stats()[SECONDARY].request_errors == 1  # this response broke; the upstream is up
     ctx = context()
     async with provider.stream(PAYLOAD, ctx) as response:
         assert response == PRIMARY  # type: ignore[comparison-overlap]
@@ -235,7 +235,7 @@ async def test_a_stream_the_client_abandoned_proves_nothing(
 
 async def test_upstream_model_keys(upstreams: list[ScriptedProvider], breaker: CircuitBreaker) -> None:
     provider = make(upstreams, breaker, key_mode="upstream_model")
-    upstreams[0].fail_with(500, ApiError("boom"), times=2)
+    upstreams[0].fail_with(503, ApiError("boom"), times=2)
     for _ in range(2):
         await provider.complete(PAYLOAD, context())
     assert (await breaker.snapshot(upstream_key(PRIMARY, "gpt-4o"))).state is State.OPEN

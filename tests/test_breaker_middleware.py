@@ -109,7 +109,7 @@ async def test_only_messages_posts_are_gated() -> None:
     endpoint = FakeEndpoint()
     cb = breaker(FakeClock(), failure_threshold=1)
     app = layer(endpoint, cb)
-    endpoint.behaviour = answer(500)
+    endpoint.behaviour = answer(503)
     await post(app)
     assert (await post(app)).status_code == 529
     endpoint.behaviour = answer(None)
@@ -146,21 +146,42 @@ async def test_client_errors_and_local_rejections_never_open_it() -> None:
     assert cb.stats()[KEY].neutral == 18
 
 
-async def test_timeouts_connection_errors_and_bodies_cut_after_the_200_count() -> None:
+async def test_timeouts_connection_errors_and_silences_after_the_200_count() -> None:
     endpoint = FakeEndpoint()
     cb = breaker(FakeClock(), failure_threshold=3)
     app = layer(endpoint, cb)
     for behaviour in (
         answer(None, error="UpstreamTimeoutError", client_status=504),
         answer(None, error="UpstreamError", client_status=502),
-        answer(200, client_status=502),  # 200, then the body was cut: the endpoint answered 502
+        answer(200, client_status=504),  # 200, then the upstream went silent: the endpoint answered 504
     ):
         endpoint.behaviour = behaviour
         await post(app)
     assert (await cb.snapshot(KEY)).state is State.OPEN
 
 
-async def test_a_stream_cut_by_the_upstream_counts_but_a_finished_one_resets() -> None:
+async def test_request_errors_count_in_the_window_but_never_in_a_run() -> None:
+    endpoint = FakeEndpoint()
+    cb = breaker(FakeClock(), failure_threshold=2, min_requests=6, failure_ratio=0.5)
+    app = layer(endpoint, cb)
+    request_errors = (
+        answer(500),  # the upstream answered 500: maybe this request's own doing
+        answer(200, client_status=502),  # 200, then the body was cut or was not JSON
+    )
+    for behaviour in request_errors * 2:
+        endpoint.behaviour = behaviour
+        await post(app)
+    snap = await cb.snapshot(KEY)
+    assert (snap.state, snap.consecutive_failures, snap.window_failures) == (State.CLOSED, 0, 4)
+    endpoint.behaviour = answer(200)
+    await post(app)
+    endpoint.behaviour = answer(500)
+    await post(app)  # five of six failed: the ratio decides
+    assert (await cb.snapshot(KEY)).state is State.OPEN
+    assert cb.stats()[KEY].request_errors == 5
+
+
+async def test_a_stream_the_upstream_left_silent_counts_but_a_finished_one_resets() -> None:
     endpoint = FakeEndpoint()
     cb = breaker(FakeClock(), failure_threshold=2)
     app = layer(endpoint, cb)
@@ -171,8 +192,8 @@ async def test_a_stream_cut_by_the_upstream_counts_but_a_finished_one_resets() -
             ctx.attempts.append(UpstreamAttempt(url=KEY, status=200))
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"event: message_start\n\n", "more_body": True})
-            if cut:
-                ctx.extras["stream_error"] = "api_error"
+            if cut:  # the upstream went silent mid-stream: the idle read timeout ended it
+                ctx.extras["stream_error"] = "timeout_error"
             await send({"type": "http.response.body", "body": b""})
 
         return behaviour
@@ -193,7 +214,7 @@ async def test_a_probe_whose_client_left_gives_its_slot_back() -> None:
     clock, endpoint = FakeClock(), FakeEndpoint()
     cb = breaker(clock, failure_threshold=1, recovery_seconds=1)
     app = layer(endpoint, cb)
-    endpoint.behaviour = answer(500)
+    endpoint.behaviour = answer(503)
     await post(app)
     clock.advance(1)
     started = asyncio.Event()
@@ -267,7 +288,7 @@ async def test_upstream_model_keys_give_each_model_its_own_breaker() -> None:
     endpoint = FakeEndpoint()
     cb = breaker(FakeClock(), failure_threshold=1)
     app = layer(endpoint, cb, key_mode="upstream_model", resolve_model=lambda m: "big" if "sonnet" in m else m)
-    endpoint.behaviour = answer(500)
+    endpoint.behaviour = answer(503)
     await post(app)
     assert (await cb.snapshot(KEY + "|big")).state is State.OPEN
     assert (await post(app)).status_code == 529
@@ -291,7 +312,7 @@ async def test_upstream_model_mode_answers_413_for_an_oversized_body() -> None:
 async def test_drops_into_starlette_middleware_and_mounts() -> None:
     endpoint = FakeEndpoint()
     cb = breaker(FakeClock(), failure_threshold=1)
-    endpoint.behaviour = answer(500)
+    endpoint.behaviour = answer(503)
     app = Starlette(
         routes=[
             Mount(
@@ -301,7 +322,7 @@ async def test_drops_into_starlette_middleware_and_mounts() -> None:
             )
         ],
     )
-    assert (await post(app, "/anthropic/v1/messages")).status_code == 500
+    assert (await post(app, "/anthropic/v1/messages")).status_code == 503
     response = await post(app, "/anthropic/v1/messages")
     assert response.status_code == 529
     assert response.json()["error"]["type"] == "overloaded_error"

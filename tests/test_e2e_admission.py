@@ -233,3 +233,29 @@ def test_client_mistakes_get_their_own_4xx_while_the_rate_limit_is_spent(
             assert response.json()["error"]["type"] == "invalid_request_error"
         assert http.post("/v1/messages", json=distinct_message()).status_code == 429
     assert len(upstream.requests()) == 1
+
+
+def test_a_run_of_different_request_specific_faults_is_answered_each_as_itself(
+    upstream: MockUpstreamProcess, proxy: tuple[str, CircuitBreaker]
+) -> None:
+    url, breaker = proxy
+    faults_and_statuses = [
+        ("500", 500),
+        ("503", 529),  # an overloaded upstream is a 529 to Anthropic clients
+        ("500", 500),
+        ("malformed", 502),  # a 200 whose body is not JSON
+        ("cut", 502),  # the connection dropped halfway through the body
+        ("502", 500),  # a bad gateway in front of the upstream: api_error
+        ("500", 500),
+    ]
+    with client(url) as sdk:
+        for fault, status in faults_and_statuses:
+            request = distinct_message()
+            request["messages"][0]["content"] += f" [[fault:{fault}]]"
+            with pytest.raises(anthropic.APIStatusError) as failed:
+                sdk.messages.create(**request)
+            assert failed.value.status_code == status, fault
+            assert "circuit breaker" not in str(failed.value.body)
+        for _ in range(3):  # and the next, healthy requests are served
+            assert sdk.messages.create(**distinct_message()).content
+    assert state_of(breaker) is State.CLOSED

@@ -54,11 +54,11 @@ def test_opens_answers_529_without_calling_upstream_then_heals(
 ) -> None:
     client, breaker = tripping
     assert client.messages.create(**distinct_message()).content  # healthy to begin with
-    upstream.queue_faults("500", "503", "500")
+    upstream.queue_faults("503", "529", "503")
     for _ in range(3):
         with pytest.raises(anthropic.APIStatusError) as failed:
             client.messages.create(**distinct_message())
-        assert failed.value.status_code in (500, 529)  # 503 upstream -> 529 overloaded (PROTOCOL.md)
+        assert failed.value.status_code == 529  # 503 upstream -> 529 overloaded (PROTOCOL.md)
     assert len(upstream.requests()) == 4
     opened_at = time.monotonic()
 
@@ -76,9 +76,10 @@ def test_opens_answers_529_without_calling_upstream_then_heals(
 
     # After the recovery time the next request is a probe; the upstream is still down: open again.
     time.sleep(max(0.0, opened_at + 0.65 - time.monotonic()))
-    upstream.queue_faults("500")
-    with pytest.raises(anthropic.InternalServerError):
+    upstream.queue_faults("503")
+    with pytest.raises(anthropic.APIStatusError) as still_down:
         client.messages.create(**distinct_message())
+    assert still_down.value.status_code == 529
     reopened_at = time.monotonic()
     with pytest.raises(anthropic.OverloadedError):
         client.messages.create(**distinct_message())
@@ -123,7 +124,9 @@ def test_client_mistakes_and_429s_never_open_it(
     assert (stats.failures, stats.rejected, stats.transitions) == (0, 0, {})
 
 
-def test_streams_cut_by_the_upstream_and_timeouts_open_it(upstream: MockUpstreamProcess) -> None:
+def test_streams_cut_by_the_upstream_are_request_errors_and_timeouts_open_it(
+    upstream: MockUpstreamProcess,
+) -> None:
     for client, breaker in proxy(
         upstream, breaker_failure_threshold=3, breaker_recovery_seconds=30, http_read_timeout_seconds=0.3
     ):
@@ -131,17 +134,20 @@ def test_streams_cut_by_the_upstream_and_timeouts_open_it(upstream: MockUpstream
         for _ in range(2):
             with pytest.raises(anthropic.APIStatusError), client.messages.stream(**distinct_message()) as stream:
                 stream.get_final_message()  # an `event: error` after the 200
-        upstream.queue_faults("hang")
-        with pytest.raises(anthropic.APIStatusError) as timed_out:
-            client.messages.create(**distinct_message())
-        assert timed_out.value.status_code == 504
+        (counts,) = breaker.stats().values()
+        assert (counts.request_errors, counts.failures) == (2, 0)  # these responses broke, the upstream is up
+        upstream.queue_faults("hang", "hang", "hang")
+        for _ in range(3):  # an upstream that accepts and stays silent: three read timeouts
+            with pytest.raises(anthropic.APIStatusError) as timed_out:
+                client.messages.create(**distinct_message())
+            assert timed_out.value.status_code == 504
         with pytest.raises(anthropic.OverloadedError) as refused:
             client.messages.create(**distinct_message())
         # Open for 30 s; with no fallback a probe may go in a second, so that is the wait the client hears.
         assert refused.value.response.headers["retry-after"] == "1"
         (snapshot,) = [snap for snap in asyncio.run(breaker.snapshots())]
         assert snapshot.state is State.OPEN and 28 <= snapshot.retry_after <= 30
-        assert len(upstream.requests()) == 3
+        assert len(upstream.requests()) == 5
 
 
 def test_connection_errors_open_it() -> None:

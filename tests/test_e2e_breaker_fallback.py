@@ -15,7 +15,7 @@ from tests.support.mock_process import MockUpstreamProcess, mock_upstream_fixtur
 from tests.support.proxy_server import serve_app
 from tests.support.stack import proxy_settings
 
-primary = mock_upstream_fixture("--fault", "500", "--fault-rate", "1.0", scope="module", name="primary")
+primary = mock_upstream_fixture("--fault", "503", "--fault-rate", "1.0", scope="module", name="primary")
 secondary = mock_upstream_fixture(scope="module", name="secondary")
 
 SECONDARY_KEY = "sk-secondary-0123456789abcdef"

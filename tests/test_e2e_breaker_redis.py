@@ -88,10 +88,11 @@ def test_one_process_trips_and_the_other_answers_open(mock: MockUpstreamProcess,
         second = anthropic.Anthropic(base_url=second_url, api_key="k", max_retries=0, timeout=20)
         try:
             assert second.messages.create(**distinct_message()).content  # both healthy to begin with
-            mock.queue_faults("500", "500")
+            mock.queue_faults("503", "503")
             for _ in range(2):
-                with pytest.raises(anthropic.InternalServerError):
+                with pytest.raises(anthropic.APIStatusError) as overloaded:
                     first.messages.create(**distinct_message())
+                assert overloaded.value.status_code == 529
             tripped_at = time.monotonic()
             assert len(mock.requests()) == 3
             # The second process never saw a failure, yet it refuses: the state lives in Redis.

@@ -407,9 +407,9 @@ def test_readiness_follows_the_breaker(upstream: MockUpstreamProcess) -> None:
         assert ready.json()["breakers"][0]["state"] == "closed"
         assert ready.json()["checks"]["upstream"] == {"ok": True}
 
-        upstream.queue_faults("500", "500")
-        # Two distinct failing requests (a client's retry of one would not count twice).
-        assert [proxy.chat(f"failing {index}").status_code for index in range(2)] == [500, 500]
+        upstream.queue_faults("503", "503")
+        # Two distinct overloaded answers (a client's retry of one would not count twice).
+        assert [proxy.chat(f"failing {index}").status_code for index in range(2)] == [529, 529]
         assert proxy.chat().status_code == 529  # open: answered by the breaker
         unready = proxy.http.get("/health/ready")
         assert unready.status_code == 503
@@ -424,8 +424,9 @@ def test_readiness_follows_the_breaker(upstream: MockUpstreamProcess) -> None:
         assert total(prom, "ccproxy_breaker_state", ccproxy_breaker_state="open") == 1
         assert total(prom, "ccproxy_breaker_transitions_total", ccproxy_breaker_to_state="open") == 1
         assert total(prom, "ccproxy_breaker_rejections_total") == 1
+        # The two overloaded upstream answers and the breaker's own refusal.
         assert (
-            total(prom, "gen_ai_client_operation_duration_seconds_count", error_type="overloaded_error") == 1
+            total(prom, "gen_ai_client_operation_duration_seconds_count", error_type="overloaded_error") == 3
         )
 
         time.sleep(0.5)  # past the recovery time: the next request is the probe

@@ -185,10 +185,11 @@ def test_fastapi_assistant_limiter_answers_429_when_its_budget_is_spent(
 def test_fastapi_batch_breaker_opens_on_its_own(upstream: MockUpstreamProcess, platform: str) -> None:
     batch = sdk(platform + "/batch")
     assert batch.messages.create(**HELLO).content
-    failing = {**HELLO, "messages": [{"role": "user", "content": "[[fault:500]] hello"}]}
-    for _ in range(2):
-        with pytest.raises(anthropic.InternalServerError):
+    for index in range(2):  # two distinct requests the upstream answers 503 (overloaded): 529 here
+        failing = {**HELLO, "messages": [{"role": "user", "content": f"[[fault:503]] hello {index}"}]}
+        with pytest.raises(anthropic.APIStatusError) as overloaded:
             batch.messages.create(**failing)
+        assert overloaded.value.status_code == 529
     called = len(upstream.requests())
     with pytest.raises(anthropic.APIStatusError) as opened:
         batch.messages.create(**HELLO)
@@ -435,14 +436,16 @@ def test_grafana_dashboard_uses_only_metrics_the_proxy_exposes(upstream: MockUps
             **{**HELLO, "messages": [{"role": "user", "content": "[[cached:5]] hi"}]}
         ) as s:
             s.get_final_message()
-        upstream.queue_faults("503")  # one retry
-        client.messages.create(**HELLO)
+        upstream.queue_faults("503")  # one retry (by the proxy: a client that retries by itself gets none)
+        assert httpx.post(url + "/v1/messages", json=HELLO, timeout=10).status_code == 200
         with pytest.raises(anthropic.BadRequestError):  # an error type
             client.messages.create(**{**HELLO, "messages": [{"role": "user", "content": "[[fault:400]] x"}]})
-        for _ in range(2):  # the breaker opens ...
-            with pytest.raises(anthropic.InternalServerError):
+        with pytest.raises(anthropic.InternalServerError):  # a request error: counted, not a trip
+            client.messages.create(**{**HELLO, "messages": [{"role": "user", "content": "[[fault:500]] x"}]})
+        for index in range(2):  # the breaker opens on two distinct overloaded answers ...
+            with pytest.raises(anthropic.APIStatusError):
                 client.messages.create(
-                    **{**HELLO, "messages": [{"role": "user", "content": "[[fault:500]] x"}]}
+                    **{**HELLO, "messages": [{"role": "user", "content": f"[[fault:503]] x {index}"}]}
                 )
         with pytest.raises(anthropic.APIStatusError, match="circuit breaker open"):  # ... and refuses
             client.messages.create(**HELLO)

@@ -46,6 +46,7 @@ class BreakerStats:
     rejected: int
     successes: int
     failures: int
+    request_errors: int
     neutral: int
 
 
@@ -179,6 +180,7 @@ class CircuitBreaker:
                 rejected=c.rejected,
                 successes=c.outcomes[Outcome.SUCCESS],
                 failures=c.outcomes[Outcome.FAILURE],
+                request_errors=c.outcomes[Outcome.REQUEST_ERROR],
                 neutral=c.outcomes[Outcome.NEUTRAL],
             )
             for key, c in self._counters.items()

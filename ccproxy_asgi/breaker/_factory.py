@@ -52,18 +52,10 @@ def build_breaker(settings: Settings) -> CircuitBreaker:
     policy = policy_from_settings(settings)
     if settings.state_backend != "redis":
         return CircuitBreaker(policy=policy, clock=time.monotonic)
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
     from ccproxy_asgi.breaker._redis import RedisBreakerStore
+    from ccproxy_asgi.redis_client import redis_client_from_settings
 
-    client = Redis.from_url(
-        settings.redis_url.get_secret_value(),
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 0),
-    )
+    client = redis_client_from_settings(settings, timeout=REDIS_TIMEOUT_SECONDS)
     store = RedisBreakerStore(client, failure_mode=settings.breaker_redis_failure_mode)
     return CircuitBreaker(policy=policy, store=store, clock=time.time)
 

@@ -207,18 +207,18 @@ if op == 'record' then
   local outcome, ticket_epoch, probe_token, fp = ARGV[17], tonumber(ARGV[18]), ARGV[19], ARGV[20]
   local tr = none
   if ticket_epoch == epoch then
-    if outcome == 'failure' then
+    if outcome == 'failure' or outcome == 'request_error' then
       local repeated = known_failure(fp)
       remember_failure(fp)
       if repeated then outcome = 'neutral' end
     end
     if state == 'closed' then
       if outcome ~= 'neutral' then
-        count(outcome == 'failure')
+        count(outcome ~= 'success')
         if outcome == 'success' then
           cf = 0
         else
-          cf = cf + 1
+          if outcome == 'failure' then cf = cf + 1 end
           local reason = should_trip()
           if reason then tr = trip(reason) end
         end

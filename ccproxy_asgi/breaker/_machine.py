@@ -186,7 +186,7 @@ def record_outcome(
     if not ticket.allowed or ticket.epoch != record.epoch:
         return None
     key = ticket.key
-    if outcome is Outcome.FAILURE:
+    if outcome is Outcome.FAILURE or outcome is Outcome.REQUEST_ERROR:
         repeat = _known_failure(record, ticket.fingerprint, now)
         _remember_failure(record, policy, ticket.fingerprint, now)
         if repeat:
@@ -195,11 +195,12 @@ def record_outcome(
     if record.state is State.CLOSED:
         if outcome is Outcome.NEUTRAL:
             return None
-        _count(record, policy, now, outcome is Outcome.FAILURE)
+        _count(record, policy, now, outcome is not Outcome.SUCCESS)
         if outcome is Outcome.SUCCESS:
             record.consecutive_failures = 0
             return None
-        record.consecutive_failures += 1
+        if outcome is Outcome.FAILURE:
+            record.consecutive_failures += 1
         reason = _should_trip(record, policy, now)
         return _trip(record, key, policy, now, reason) if reason is not None else None
     if ticket.probe is None:

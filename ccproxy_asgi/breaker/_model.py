@@ -15,13 +15,18 @@ class State(enum.StrEnum):
 class Outcome(enum.StrEnum):
     """What one admitted request taught the breaker about its upstream.
 
-    NEUTRAL means "nothing": the request ended without an upstream verdict (client gone, local rejection,
-    a client error the upstream merely echoed). It counts toward neither side, but a probe that ends
-    NEUTRAL still gives its half-open slot back.
+    FAILURE says the upstream is unreachable or overloaded (no connection, a timeout, 502/503/504/529).
+    REQUEST_ERROR says the upstream answered but failed this request (a 500, a body that broke after its
+    200): as often as not that is the request's own doing (a template or tool-parser error), so it counts
+    toward the failure ratio of the window but never toward a run of consecutive failures, and a probe
+    that ends so decides nothing. NEUTRAL means "nothing": the request ended without an upstream verdict
+    (client gone, local rejection, a client error the upstream merely echoed). It counts toward neither
+    side, but a probe that ends NEUTRAL still gives its slot back.
     """
 
     SUCCESS = "success"
     FAILURE = "failure"
+    REQUEST_ERROR = "request_error"
     NEUTRAL = "neutral"
 
 
@@ -44,11 +49,12 @@ class BreakerPolicy:
     at all: a client retrying the same request proves nothing new about the upstream.
 
     When it opens (either rule):
-    - `failure_threshold` distinct failures in a row with no success between them — unless the last
-      `window_seconds` hold at least `min_requests` outcomes and fewer than `failure_ratio` of them failed
-      (at high traffic a handful of failures in a row among many successes is not an outage);
-    - at least `min_requests` outcomes in the window and at least `failure_ratio` of them failures
-      (`failure_ratio=0` turns the ratio rules off: the consecutive rule alone decides).
+    - `failure_threshold` distinct FAILUREs in a row (request errors neither count nor break the run; a
+      success does) — unless the last `window_seconds` hold at least `min_requests` outcomes and fewer
+      than `failure_ratio` of them failed (at high traffic a handful of failures in a row among many
+      successes is not an outage);
+    - at least `min_requests` outcomes in the window and at least `failure_ratio` of them FAILUREs or
+      REQUEST_ERRORs (`failure_ratio=0` turns the ratio rules off: the consecutive rule alone decides).
 
     While open it refuses requests for `recovery_seconds` (times `recovery_growth` per further trip without
     a close between, capped at `max_recovery_seconds`), then half-opens: at most `half_open_max_probes`

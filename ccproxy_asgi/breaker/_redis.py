@@ -15,17 +15,15 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from ccproxy_asgi.breaker._lua import BREAKER_SCRIPT
 from ccproxy_asgi.breaker._memory import MemoryBreakerStore
 from ccproxy_asgi.breaker._model import BreakerPolicy, BreakerSnapshot, Outcome, State, Ticket, Transition
+from ccproxy_asgi.redis_client import REDIS_ERRORS, RedisClient
 
 logger = logging.getLogger("ccproxy_asgi.breaker")
 
 RedisFailureMode = Literal["local", "allow"]
-_STORE_ERRORS = (RedisError, OSError)
+_STORE_ERRORS = REDIS_ERRORS
 
 
 def _policy_args(policy: BreakerPolicy) -> list[str]:
@@ -76,7 +74,7 @@ class RedisBreakerStore:
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         *,
         prefix: str = "ccproxy:breaker:",
         failure_mode: RedisFailureMode = "local",

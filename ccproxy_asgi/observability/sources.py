@@ -74,6 +74,8 @@ class BreakerStatsView(Protocol):
     @property
     def failures(self) -> int: ...
     @property
+    def request_errors(self) -> int: ...
+    @property
     def neutral(self) -> int: ...
 
 
@@ -140,6 +142,7 @@ def breaker_points(stats: Mapping[str, BreakerStatsView], points: Points | None 
         _add(points, sc.BREAKER_REJECTIONS, (key,), item.rejected)
         _add(points, sc.BREAKER_OUTCOMES, (key, "success"), item.successes)
         _add(points, sc.BREAKER_OUTCOMES, (key, "failure"), item.failures)
+        _add(points, sc.BREAKER_OUTCOMES, (key, "request_error"), item.request_errors)
         _add(points, sc.BREAKER_OUTCOMES, (key, "neutral"), item.neutral)
     return points
 
