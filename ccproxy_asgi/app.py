@@ -122,6 +122,7 @@ def build_endpoint(
         options=TranslationOptions(server_tools=settings.server_tools),
         ping_interval=settings.ping_interval_seconds,
         max_request_bytes=settings.max_request_bytes,
+        body_read_timeout=settings.body_read_timeout_seconds,
         list_upstream_models=settings.upstream_list_models,
         forward_client_key=settings.forward_client_key,
     )

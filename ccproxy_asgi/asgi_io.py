@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.context import RequestContext
-from ccproxy_asgi.errors import InvalidRequestError, ProxyError, RequestTooLargeError, error_response_parts
+from ccproxy_asgi.errors import (
+    InvalidRequestError,
+    ProxyError,
+    RequestTimeoutError,
+    RequestTooLargeError,
+    error_response_parts,
+)
 from ccproxy_asgi.types import Message, Receive, Scope, Send
 
 
@@ -42,10 +49,36 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-async def read_body(receive: Receive, ctx: RequestContext, *, limit: int) -> bytes:
-    """The whole request body, read once per request and kept on the context for the other layers."""
+#: Default of `read_body`'s `time_limit` (the `body_read_timeout_seconds` setting).
+BODY_READ_TIMEOUT_SECONDS = 60.0
+
+
+async def read_body(
+    receive: Receive,
+    ctx: RequestContext,
+    *,
+    limit: int,
+    time_limit: float | None = BODY_READ_TIMEOUT_SECONDS,
+) -> bytes:
+    """The whole request body, read once per request and kept on the context for the other layers.
+
+    `time_limit` bounds the time, in seconds, to receive all of it (None: no bound). ASGI servers bound
+    at most the silence between two reads, so a client sending one byte a second (slow loris) would
+    otherwise hold the request, and whatever the layers reserved for it, for as long as it likes.
+    Past the limit: `RequestTimeoutError` (408).
+    """
     if ctx.body is not None:
         return ctx.body
+    if time_limit is None:
+        return await _read_body(receive, ctx, limit)
+    try:
+        async with asyncio.timeout(time_limit):
+            return await _read_body(receive, ctx, limit)
+    except TimeoutError:
+        raise RequestTimeoutError(f"the request body was not received within {time_limit:g} s") from None
+
+
+async def _read_body(receive: Receive, ctx: RequestContext, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -125,6 +158,7 @@ async def send_error(send: Send, error: ProxyError, request_id: str | None) -> N
 
 
 __all__ = [
+    "BODY_READ_TIMEOUT_SECONDS",
     "ClientDisconnected",
     "client_key_from",
     "header",

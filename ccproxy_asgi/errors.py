@@ -74,6 +74,13 @@ class MethodNotAllowedError(ProxyError):
     error_type = "invalid_request_error"
 
 
+class RequestTimeoutError(ProxyError):
+    """The client did not send its whole request body in time (a stalled or slow-loris client)."""
+
+    status = 408
+    error_type = "timeout_error"
+
+
 class RequestTooLargeError(ProxyError):
     status = 413
     error_type = "request_too_large"
@@ -171,6 +178,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProxyError",
     "RateLimitError",
+    "RequestTimeoutError",
     "RequestTooLargeError",
     "UpstreamError",
     "UpstreamTimeoutError",

@@ -188,6 +188,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=32 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above)."
     )
+    body_read_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest time a client may take to send its whole request body (408 after), so a "
+        "stalled or slow-loris client cannot hold a request open forever.",
+    )
 
     # --- breaker --------------------------------------------------------------------------------------
     breaker_failure_threshold: int = Field(

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.asgi_io import (
+    BODY_READ_TIMEOUT_SECONDS,
     ClientDisconnected,
     client_key_from,
     parse_json_body,
@@ -58,10 +59,12 @@ class AnthropicEndpoint:
         max_request_bytes: int = 32 * 1024 * 1024,
         list_upstream_models: bool = False,
         forward_client_key: bool = False,
+        body_read_timeout: float | None = BODY_READ_TIMEOUT_SECONDS,
     ) -> None:
         self.provider = provider
         self._models = models
         self._max_request_bytes = max_request_bytes
+        self._body_read_timeout = body_read_timeout
         self._list_upstream_models = list_upstream_models
         self._forward_client_key = forward_client_key
         self._messages = MessagesHandler(
@@ -127,7 +130,7 @@ class AnthropicEndpoint:
             raise MethodNotAllowedError(f"method {method} is not allowed here; use {' or '.join(allowed)}")
 
     async def _json_body(self, receive: Receive, ctx: RequestContext) -> dict[str, Any]:
-        await read_body(receive, ctx, limit=self._max_request_bytes)
+        await read_body(receive, ctx, limit=self._max_request_bytes, time_limit=self._body_read_timeout)
         body = parse_json_body(ctx)
         assert isinstance(body, dict)
         return body
