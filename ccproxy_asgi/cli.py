@@ -7,7 +7,9 @@ invalid configuration (one line per problem, naming the variable).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import math
 import os
 import re
 import subprocess
@@ -85,7 +87,35 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _run_server(server: str, host: str, port: int, workers: int, log_level: str) -> None:
+def _uvicorn_http(settings: Settings) -> type[asyncio.Protocol] | str:
+    """uvicorn's HTTP protocol: httptools with the limits uvicorn lacks, or h11 without httptools."""
+    try:
+        from ccproxy_asgi.uvicorn_protocol import HeadLimits, LimitedHttpToolsProtocol, configure
+    except ImportError:  # no httptools: h11 bounds the head's size (below), not the time it takes
+        print(
+            "WARNING: httptools is not installed: uvicorn runs h11, which does not bound the time a request "
+            "head may take (CCPROXY_SERVER_HEADER_TIMEOUT_SECONDS). Install ccproxy-asgi[server].",
+            file=sys.stderr,
+        )
+        return "h11"
+    configure(
+        HeadLimits(
+            keepalive_timeout=settings.server_keepalive_timeout_seconds,
+            header_timeout=settings.server_header_timeout_seconds,
+            max_header_bytes=settings.server_max_header_bytes,
+        )
+    )
+    return LimitedHttpToolsProtocol
+
+
+def _one_timer_seconds(settings: Settings) -> float:
+    """hypercorn and granian run one timer from the moment a connection is idle (opened, or its response
+    sent) until a request head is complete: the smaller setting bounds both the idle wait and the head."""
+    return min(settings.server_keepalive_timeout_seconds, settings.server_header_timeout_seconds)
+
+
+def _run_server(server: str, host: str, port: int, workers: int, settings: Settings) -> None:
+    log_level = settings.log_level
     if server == "uvicorn":
         import signal
 
@@ -101,14 +131,15 @@ def _run_server(server: str, host: str, port: int, workers: int, log_level: str)
             workers=workers,
             log_level=log_level,
             loop="auto",
-            http="auto",
+            http=_uvicorn_http(settings),
+            # Whole seconds here; the httptools protocol above applies the exact value.
+            timeout_keep_alive=max(1, math.ceil(settings.server_keepalive_timeout_seconds)),
+            h11_max_incomplete_event_size=settings.server_max_header_bytes,
             lifespan="on",
             access_log=False,
             log_config=None,
         )
     elif server == "hypercorn":
-        import asyncio
-
         from hypercorn.asyncio import serve
         from hypercorn.config import Config
 
@@ -121,6 +152,11 @@ def _run_server(server: str, host: str, port: int, workers: int, log_level: str)
         config = Config()
         config.bind = [f"{host}:{port}"]
         config.loglevel = log_level.upper()
+        config.keep_alive_timeout = _one_timer_seconds(settings)
+        config.h11_max_incomplete_size = settings.server_max_header_bytes
+        config.h2_max_header_list_size = settings.server_max_header_bytes
+        # `read_timeout` stays off: it counts silence from the client during a response too, and a client
+        # sends nothing while a stream runs for minutes.
         # A Logger (not the default "-") makes hypercorn add no handler of its own: its lines go once,
         # through the root handler `configure_logging` set up, instead of twice (once unformatted).
         config.errorlog = logging.getLogger("hypercorn.error")
@@ -140,7 +176,8 @@ def _run_server(server: str, host: str, port: int, workers: int, log_level: str)
             asyncio.run(_serve())
     else:
         from granian import Granian
-        from granian.constants import Interfaces
+        from granian.constants import HTTPModes, Interfaces
+        from granian.http import HTTP1Settings
         from granian.log import LogLevels
 
         # Granian's own lines go to the root handler `configure_logging` set up (stderr, the configured
@@ -151,6 +188,15 @@ def _run_server(server: str, host: str, port: int, workers: int, log_level: str)
             address=host,
             port=port,
             interface=Interfaces.ASGI,
+            # HTTP/1 only: in its auto mode granian first waits, with no timeout, to see whether the client
+            # speaks HTTP/2, so a connection that sends nothing is held forever. Clients speak HTTP/1.1
+            # to the proxy; terminate HTTP/2 at a reverse proxy in front if needed.
+            http=HTTPModes.http1,
+            http1_settings=HTTP1Settings(
+                header_read_timeout=max(1, round(_one_timer_seconds(settings) * 1000)),
+                # hyper answers 431 when the head outgrows its read buffer (8192 at the least).
+                max_buffer_size=settings.server_max_header_bytes,
+            ),
             workers=workers,
             log_level=LogLevels(log_level),
             log_dictconfig={"loggers": {"_granian": dict(to_root), "granian.access": dict(to_root)}},
@@ -200,7 +246,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         try:
-            _run_server(args.server, args.host, args.port, args.workers, settings.log_level)
+            _run_server(args.server, args.host, args.port, args.workers, settings)
         except KeyboardInterrupt:
             pass
         except OSError as exc:

@@ -378,6 +378,28 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Adaptive timeout: observations in the window before it applies."
     )
 
+    # --- serving (`ccproxy-asgi serve`) ---------------------------------------------------------------
+    server_keepalive_timeout_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        description="serve: a connection with no request on it (just opened, or after a response) is closed "
+        "after this long. Keep it above the idle timeout of a load balancer in front (60 s for nginx and AWS "
+        "ALB). hypercorn and granian time the idle wait and the request head as one: there the smaller of "
+        "this and server_header_timeout_seconds applies to both.",
+    )
+    server_header_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="serve: once a request has begun, its head (request line and headers) must be in within "
+        "this long, or the connection is closed (slow clients holding connections open).",
+    )
+    server_max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=8192,
+        description="serve: largest request head (request line and headers) accepted, in bytes; 431 above. "
+        "At least 8192.",
+    )
+
     # --- state store ----------------------------------------------------------------------------------
     state_backend: Literal["memory", "redis"] = Field(
         default="memory",
