@@ -8,8 +8,18 @@ operator-facing configuration surface, so its field names are part of the public
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CCPROXY_"
@@ -24,6 +34,27 @@ def _split_csv(value: Any) -> Any:
 
             return json.loads(stripped)
         return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+def _refuse_url_credentials(url: str, where_the_key_goes: str) -> None:
+    """A base URL with `user:password@` is refused: the clients send no Authorization from it, so every
+    request would fail upstream while start-up and readiness looked fine."""
+    if "@" in urlsplit(url).netloc:
+        raise ValueError(
+            f"must not carry credentials (user:password@ in the URL); put the key in {where_the_key_goes}"
+        )
+
+
+def _hide_url_credentials(value: Any) -> Any:
+    """`value` with the user:password@ part of a URL masked, for error messages."""
+    if isinstance(value, str) and "@" in value:
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            return "***"
+        if "@" in parts.netloc:
+            return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
     return value
 
 
@@ -42,9 +73,12 @@ class FallbackUpstream(BaseModel):
 
     @field_validator("base_url")
     @classmethod
-    def _check_base_url(cls, value: str) -> str:
+    def _check_base_url(cls, value: str, info: ValidationInfo) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        name = info.data.get("name")
+        where = f"the api_key of fallback upstream {name!r}" if name else "its api_key"
+        _refuse_url_credentials(value, where)
         return value.rstrip("/")
 
 
@@ -431,6 +465,7 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        _refuse_url_credentials(value, "CCPROXY_UPSTREAM_API_KEY")
         return value.rstrip("/")
 
     @property
@@ -449,7 +484,7 @@ def describe_validation_error(error: ValidationError) -> str:
     for item in error.errors(include_url=False):
         field = str(item["loc"][0]) if item["loc"] else "?"
         name = env_name(field) if field in Settings.model_fields else field
-        value = item.get("input")
+        value = _hide_url_credentials(item.get("input"))
         shown = "" if "key" in field or isinstance(value, (dict, list)) else f" (got {value!r})"
         message = str(item["msg"]).removeprefix("Value error, ")
         lines.append(f"invalid configuration: {name}: {message}{shown}")

@@ -131,3 +131,32 @@ def test_serve_reports_a_taken_port() -> None:
         result = run_cli("serve", "--port", str(port), env=env)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [("config",), ("serve", "--port", "0")])
+@pytest.mark.parametrize(
+    ("variable", "value", "names"),
+    [
+        ("CCPROXY_UPSTREAM_BASE_URL", "https://user:pw-s3cr3t@example.com/v1", "CCPROXY_UPSTREAM_BASE_URL"),
+        (
+            "CCPROXY_FALLBACK_UPSTREAMS",
+            '[{"name":"local","base_url":"http://admin:s3cr3t@127.0.0.1:8000/v1"}]',
+            "CCPROXY_FALLBACK_UPSTREAMS",
+        ),
+    ],
+)
+def test_a_base_url_with_credentials_stops_start_up_without_printing_them(
+    command: tuple[str, ...], variable: str, value: str, names: str
+) -> None:
+    env = cli_env(**{"CCPROXY_UPSTREAM_BASE_URL": "https://api.example.com/v1", variable: value})
+    result = run_cli(*command, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert names in lines[0]
+    assert "api_key" in lines[0].lower()
+    assert "Traceback" not in result.stderr
+    output = result.stdout + result.stderr
+    assert "s3cr3t" not in output
+    assert "user:pw" not in output
+    assert "admin" not in output

@@ -112,3 +112,71 @@ def test_invalid_values_give_one_line_naming_the_variable(
     assert len(message.splitlines()) == 1
     assert variable in message
     assert fragment in message
+
+
+# ----- base URLs with credentials (issue 11) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["CCPROXY_UPSTREAM_BASE_URL", "OPENAI_BASE_URL"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:pw-s3cr3t@example.com/v1",
+        "https://s3cr3t-token@example.com/v1",
+        "http://:s3cr3t@127.0.0.1:8000/v1",
+    ],
+)
+def test_a_base_url_with_credentials_is_refused_without_showing_them(
+    monkeypatch: pytest.MonkeyPatch, variable: str, url: str
+) -> None:
+    monkeypatch.setenv(variable, url)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = describe_validation_error(info.value)
+    assert len(message.splitlines()) == 1
+    assert "CCPROXY_UPSTREAM_BASE_URL" in message
+    assert "put the key in CCPROXY_UPSTREAM_API_KEY" in message
+    assert "s3cr3t" not in message
+    assert "user" not in message.split("got", 1)[-1]
+
+
+def test_a_fallback_base_url_with_credentials_is_refused_without_showing_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "CCPROXY_FALLBACK_UPSTREAMS",
+        '[{"name":"local","base_url":"http://admin:s3cr3t@127.0.0.1:8000/v1","api_key":"k"}]',
+    )
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = describe_validation_error(info.value)
+    assert len(message.splitlines()) == 1
+    assert "CCPROXY_FALLBACK_UPSTREAMS" in message
+    assert "api_key of fallback upstream 'local'" in message
+    assert "s3cr3t" not in message
+    assert "admin" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.openai.com/v1",
+        "http://127.0.0.1:8000/v1",
+        "https://example.com/v1/deployments/a@b",  # an "@" in the path is not a credential
+        "https://[::1]:8443/v1",
+    ],
+)
+def test_base_urls_without_credentials_still_pass(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("CCPROXY_UPSTREAM_BASE_URL", url)
+    assert Settings().upstream_base_url == url
+
+
+def test_server_limits_have_defaults_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert settings.server_keepalive_timeout_seconds == 75.0
+    assert settings.server_header_timeout_seconds == 20.0
+    assert settings.server_max_header_bytes == 64 * 1024
+    monkeypatch.setenv("CCPROXY_SERVER_MAX_HEADER_BYTES", "4096")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert "CCPROXY_SERVER_MAX_HEADER_BYTES" in describe_validation_error(info.value)
