@@ -11,6 +11,11 @@ Liveness (`GET /health`) always answers 200 while the process serves: restarting
 its upstream. It carries the score and its parts. Readiness (`GET /health/ready`) answers 503 while a
 breaker is open (the proxy would only answer 529s) or a check fails (upstream unreachable, a shared
 store down).
+
+Probes come every few seconds for as long as a dependency is down, so what they find is logged as a
+condition, not per probe: one line when the set of failing checks changes (at most one per
+`log_interval` seconds, with the count of changes in between), naming the checks; the dependencies'
+own lines (a store's outage and recovery) say why.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ccproxy_asgi.log_throttle import ThrottledLog
 from ccproxy_asgi.observability import semconv as sc
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.prometheus import Point
@@ -76,7 +82,8 @@ class Readiness:
 class HealthMonitor:
     """See the module docstring. `breakers` default to the ones the collector watches; `checks` are
     named readiness checks, each bounded by `check_timeout` seconds, their verdicts reused for
-    `cache_seconds` so a probe storm does not become a storm on the upstream."""
+    `cache_seconds` so a probe storm does not become a storm on the upstream. A repeating failure
+    (a check, reading a breaker's state) is logged at most once per `log_interval` seconds."""
 
     def __init__(
         self,
@@ -90,6 +97,7 @@ class HealthMonitor:
         unhealthy_below: float = 0.5,
         check_timeout: float = 2.0,
         cache_seconds: float = 1.0,
+        log_interval: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if latency_target_seconds <= 0:
@@ -105,6 +113,8 @@ class HealthMonitor:
         self.cache_seconds = cache_seconds
         self._clock = clock
         self._cached: dict[str, tuple[float, bool, str | None]] = {}
+        self._log = ThrottledLog(logger, interval=log_interval, clock=clock)
+        self._failing: tuple[str, ...] = ()
 
     @property
     def breakers(self) -> tuple[BreakerSource, ...]:
@@ -119,7 +129,7 @@ class HealthMonitor:
             try:
                 states.extend(_STATE_HEALTH.get(str(s.state), 1.0) for s in source.stats().values())
             except Exception:
-                logger.exception("reading the circuit breaker's stats failed")
+                self._log.error("breaker-stats", "reading the circuit breaker's stats failed", exc_info=True)
         breaker = sum(states) / len(states) if states else 1.0
         p99 = self.collector.upstream_latency.quantile(0.99)
         latency = 1.0 if p99 is None or p99 <= self.latency_target else self.latency_target / p99
@@ -151,6 +161,21 @@ class HealthMonitor:
         self._cached[name] = (now, ok, error)
         return ok, error
 
+    def _log_checks(self, checks: Mapping[str, Mapping[str, Any]]) -> None:
+        """One line when the set of failing checks changes (the probes in between repeat it). Both
+        directions are throttled: checks that flap on every probe must not flood either."""
+        failing = tuple(name for name, result in checks.items() if not result["ok"])
+        if failing == self._failing:
+            return
+        self._failing = failing
+        if failing:
+            described = ", ".join(
+                name + (f" ({checks[name]['error']})" if "error" in checks[name] else "") for name in failing
+            )
+            self._log.warning("failing", "not ready: readiness check failing: %s", described)
+        else:
+            self._log.info("passing", "readiness checks all passing again")
+
     async def readiness(self) -> Readiness:
         ready = True
         breakers: list[dict[str, Any]] = []
@@ -160,6 +185,12 @@ class HealthMonitor:
             except Exception as exc:
                 ready = False
                 breakers.append({"error": type(exc).__name__})
+                # The type only: a store's error text can quote its URL, password included.
+                self._log.warning(
+                    "breaker-snapshots",
+                    "reading the circuit breaker's state failed (%s): not ready",
+                    type(exc).__name__,
+                )
                 continue
             for snap in snapshots:
                 state = str(snap.state)
@@ -177,6 +208,7 @@ class HealthMonitor:
         for name, (ok, error) in zip(names, results, strict=True):
             checks[name] = {"ok": ok} if error is None else {"ok": ok, "error": error}
             ready = ready and ok
+        self._log_checks(checks)
         return Readiness(ready, checks, breakers)
 
     def add_points(self, points: Points) -> None:

@@ -4,8 +4,9 @@ Each decision, settlement and observation is one Lua script (`_lua.py` documents
 trip, atomic, no read-modify-write from Python. Times are the Redis server's (with Redis Cluster, the
 clock of the master that holds the key), so processes on different hosts agree on the window. When Redis
 cannot be reached the store raises `StoreUnavailableError` (the limiter then fails open or closed), logs
-the outage once as an error, stops trying for `retry_interval` seconds at a time so requests are not held
-up by connect timeouts, and logs the recovery.
+the outage once as an error (then at most a reminder every 30 s, with the count of failed calls, however
+many requests and readiness probes meet it), stops trying for `retry_interval` seconds at a time so
+requests are not held up by connect timeouts, and logs the recovery once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from ccproxy_asgi.log_throttle import ThrottledLog
 from ccproxy_asgi.ratelimit import _lua
 from ccproxy_asgi.ratelimit.adaptive import AdaptivePolicy
 from ccproxy_asgi.ratelimit.budget import Budget, Cost, WindowView
@@ -35,6 +37,7 @@ from ccproxy_asgi.redis_client import REDIS_ERRORS, RedisClient, build_redis_cli
 logger = logging.getLogger("ccproxy_asgi.ratelimit.redis")
 
 _REMIND_EVERY = 30.0
+_OUTAGE = "outage"
 
 
 def _arg(value: float | int | None) -> str:
@@ -84,7 +87,9 @@ class RedisStore:
         self._key_cache: dict[str, tuple[str, str, str]] = {}
         self._down_since: float | None = None
         self._retry_at = 0.0
-        self._reminded_at = 0.0
+        # Until Redis first answers, a failure is "unavailable at start-up"; after, an outage.
+        self._answered_once = False
+        self._outage_log = ThrottledLog(logger, interval=_REMIND_EVERY)
         self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -153,12 +158,7 @@ class RedisStore:
     async def _run(self, script: Callable[..., Awaitable[Any]], key: str, args: Sequence[str]) -> Any:
         now = time.monotonic()
         if self._down_since is not None and now < self._retry_at:
-            if now - self._reminded_at >= _REMIND_EVERY:
-                self._reminded_at = now
-                logger.error(
-                    "rate-limit store still unavailable after %.0f s; limits are not shared meanwhile",
-                    now - self._down_since,
-                )
+            self._remind(now)
             raise StoreUnavailableError("redis is unavailable")
         try:
             if self._gate is None:
@@ -166,17 +166,44 @@ class RedisStore:
             else:
                 result = await self._gated(script, key, args)
         except REDIS_ERRORS as exc:
-            self._retry_at = time.monotonic() + self._retry_interval
-            if self._down_since is None:
-                self._down_since = self._reminded_at = time.monotonic()
-                logger.error("rate-limit store unavailable (%s: %s)", type(exc).__name__, exc)
+            self._went_down(exc)
             raise StoreUnavailableError(f"redis is unavailable: {exc}") from exc
+        self._answered()
+        return result
+
+    # Requests and readiness probes meet the same outage: one state, one first line, throttled reminders.
+    def _went_down(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._retry_at = now + self._retry_interval
         if self._down_since is not None:
+            self._remind(now)
+            return
+        self._down_since = now
+        self._outage_log.reset(_OUTAGE)
+        self._outage_log.error(
+            _OUTAGE,
+            "rate-limit store unavailable%s (%s: %s); limits are not shared until it answers",
+            "" if self._answered_once else " at start-up",
+            type(exc).__name__,
+            exc,
+        )
+
+    def _remind(self, now: float) -> None:
+        assert self._down_since is not None
+        self._outage_log.error(
+            _OUTAGE,
+            "rate-limit store still unavailable after %.0f s; limits are not shared meanwhile",
+            now - self._down_since,
+        )
+
+    def _answered(self) -> None:
+        self._answered_once = True
+        if self._down_since is not None:
+            self._outage_log.reset(_OUTAGE)
             logger.warning(
                 "rate-limit store reachable again after %.1f s", time.monotonic() - self._down_since
             )
             self._down_since = None
-        return result
 
     async def _gated(self, script: Callable[..., Awaitable[Any]], key: str, args: Sequence[str]) -> Any:
         gate = self._gate
@@ -325,12 +352,15 @@ class RedisStore:
         return FactorChange(float(raw[0]), int(raw[1]) == 1)
 
     async def ping(self) -> bool:
-        """Whether Redis answers now (logs like any other call)."""
+        """Whether Redis answers now. Always tries (it is how start-up and readiness probes find out), and
+        shares the outage state of the other calls: a failed ping marks the store down for requests too,
+        and an answer ends the outage at once."""
         try:
             await self.client.ping()
         except REDIS_ERRORS as exc:
-            logger.error("rate-limit store unavailable at start-up (%s: %s)", type(exc).__name__, exc)
+            self._went_down(exc)
             return False
+        self._answered()
         return True
 
     async def aclose(self) -> None:
