@@ -32,7 +32,9 @@ def body_with_text(escaped: bytes) -> bytes:
     ],
     ids=["lone-high", "valid-pair", "lone-low", "high-before-pair"],
 )
-def test_messages_accept_surrogate_escapes_and_forward_valid_text(e2e: E2E, escaped: bytes, text: str) -> None:
+def test_messages_accept_surrogate_escapes_and_forward_valid_text(
+    e2e: E2E, escaped: bytes, text: str
+) -> None:
     response = e2e.post("/v1/messages?beta=true", body_with_text(escaped))
     assert response.status == 200, response.text
     assert response.json()["type"] == "message"

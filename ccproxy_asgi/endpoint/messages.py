@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,14 @@ from ccproxy_asgi.translate.stream import StreamTranslator
 from ccproxy_asgi.types import Receive, Send
 
 logger = logging.getLogger("ccproxy_asgi.endpoint")
+
+# Translation is Python code at about 60 us per KB of small messages: 1 MiB of them would hold the event
+# loop, and every other request on it, for some 60 ms, 32 MiB for seconds. Past either bound it runs in
+# a worker thread, which hands the interpreter back to the loop every few milliseconds; below them the
+# thread round trip (about 0.1 ms) costs more than it saves. Parsing the body cannot be helped that way:
+# orjson holds the interpreter lock for the whole parse (about 10 ns a byte) wherever it runs.
+OFFLOAD_BODY_BYTES = 1024 * 1024
+OFFLOAD_MESSAGES = 2048
 
 
 def _usage_into_context(ctx: RequestContext, usage: dict[str, Any] | None) -> None:
@@ -72,10 +81,19 @@ class MessagesHandler:
         ctx.stream = translated.stream
         return translated
 
+    async def translate_off_loop(self, body: dict[str, Any], ctx: RequestContext) -> TranslatedRequest:
+        """`translate`, in a worker thread when the request is large (see `OFFLOAD_BODY_BYTES`)."""
+        messages = body.get("messages")
+        if (ctx.body is not None and len(ctx.body) > OFFLOAD_BODY_BYTES) or (
+            isinstance(messages, list) and len(messages) > OFFLOAD_MESSAGES
+        ):
+            return await asyncio.to_thread(self.translate, body, ctx)
+        return self.translate(body, ctx)
+
     async def handle(
         self, body: dict[str, Any], ctx: RequestContext, receive: Receive, send: Send, client_key: str | None
     ) -> None:
-        translated = self.translate(body, ctx)
+        translated = await self.translate_off_loop(body, ctx)
         if translated.stream:
             await run_until_disconnect(self._stream(translated, ctx, send, client_key), receive)
         else:

@@ -9,9 +9,10 @@ order is: `key_units` → (cache: unit lookups) → `walk_misses` → (cache: pi
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ccproxy_asgi.errors import InvalidRequestError
@@ -71,6 +72,12 @@ def pdf_tokens(data: str, rules: CountingRules) -> int:
 
 def split_units(body: Any) -> tuple[int, list[Unit]]:
     """Fixed tokens of the request and its top-level units in order, after the top-level checks."""
+    fixed, units = iter_units(body)
+    return fixed, list(units)
+
+
+def iter_units(body: Any) -> tuple[int, Iterator[Unit]]:
+    """`split_units` with the tools and messages produced one at a time, as they are consumed."""
     if not isinstance(body, Mapping):
         raise InvalidRequestError("body: Input should be a valid dictionary")
     if "messages" not in body:
@@ -79,29 +86,55 @@ def split_units(body: Any) -> tuple[int, list[Unit]]:
     if not isinstance(messages, list):
         raise InvalidRequestError("messages: Input should be a valid list")
     fixed = REPLY_PRIMING
-    units: list[Unit] = []
+    head: list[Unit] = []
     system = body.get("system")
     if system is not None:
         # A string and a list of blocks are counted differently, so their keys must never meet.
-        units.append(("system-text" if isinstance(system, str) else "system", walk_system, system, "system"))
+        head.append(("system-text" if isinstance(system, str) else "system", walk_system, system, "system"))
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
             raise InvalidRequestError("tools: Input should be a valid list")
         if tools:
             fixed += TOOLS_PREAMBLE
-        units.extend(("tool", walk_tool, tool, f"tools.{index}") for index, tool in enumerate(tools))
+    rest: list[Unit] = []
     for name, walker in (("tool_choice", walk_tool_choice), ("output_config", walk_output_config)):
         value = body.get(name)
         if value is not None:
-            units.append((name, walker, value, name))
+            rest.append((name, walker, value, name))
     thinking = body.get("thinking")
     if thinking is not None:
         check_thinking(thinking, "thinking")
-    units.extend(
-        ("message", walk_message, message, f"messages.{index}") for index, message in enumerate(messages)
+    units = itertools.chain(
+        head,
+        (("tool", walk_tool, tool, f"tools.{index}") for index, tool in enumerate(tools or ())),
+        rest,
+        (("message", walk_message, message, f"messages.{index}") for index, message in enumerate(messages)),
     )
     return fixed, units
+
+
+def count_uncached(body: Any, encode: EncodeFn | None, rules: CountingRules) -> int:
+    """The whole count of `body`, unit by unit, with no keys, lookups or pieces kept.
+
+    For bodies of far more units than the cache holds: their entries would only evict each other, and
+    per-unit state kept for every unit until the end (the units, keys, tallies, pending texts) is
+    millions of live objects, whose full garbage collections stall every thread for a tenth of a
+    second and more each. Here each unit's state dies as soon as it is counted.
+    """
+    total, units = iter_units(body)
+    for _, walker, value, path in units:
+        tally = Tally()
+        walker(value, path, rules, tally)
+        total += tally.fixed
+        for text in tally.texts:
+            if encode is None:
+                total += estimate_tokens(text)
+            elif text:
+                total += len(encode(text))
+        for data in tally.pdfs:
+            total += pdf_tokens(data, rules)
+    return total
 
 
 class Job:
@@ -197,4 +230,14 @@ class Job:
         self.pending = []
 
 
-__all__ = ["MIN_CACHED_TEXT", "Job", "Key", "estimate_tokens", "fingerprint", "pdf_tokens", "split_units"]
+__all__ = [
+    "MIN_CACHED_TEXT",
+    "Job",
+    "Key",
+    "count_uncached",
+    "estimate_tokens",
+    "fingerprint",
+    "iter_units",
+    "pdf_tokens",
+    "split_units",
+]

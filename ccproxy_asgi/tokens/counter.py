@@ -42,15 +42,18 @@ passed shape check. On a unit miss, texts of 256 characters and more and every P
 under their own length and hash: a message that changed only its `cache_control` (Claude Code moves
 that marker every turn) costs a walk, not a re-tokenization. The hash is Python's keyed SipHash
 (64 bits, random key per process, plus the length); if `PYTHONHASHSEED` fixes the key, SHA-1 is used
-instead so that clients cannot aim for collisions.
+instead so that clients cannot aim for collisions. A body of more units than `max_cached_units` (default
+16384, four times the cache) is counted without it: its entries would only evict each other.
 
 Event loop. Keying costs 0.3-1 ns per byte (serialize + hash) while tokenizing costs 40-70 ns per
 byte (cl100k, measured by `bench/bench_count_tokens.py`), so `acount_request` keys, looks up and
 walks inline, and tokenizes inline only when the texts left to tokenize total at most
 `offload_threshold_bytes` (default 16 KiB, about 1 ms of tiktoken, against about 130 us for a
 round trip through a worker thread); above that the tokenizing runs in a worker thread, and so does
-everything when the body is past `inline_key_bytes` (default 4 MiB, e.g. base64 images). Cache reads
-and writes are batched under a lock, so counts may also run in several threads at once.
+everything when the body is past `inline_key_bytes` (default 4 MiB, e.g. base64 images) or has more
+than `inline_units` top-level units (default 2048 messages and tools: each costs a few microseconds
+however small, so 850k one-word messages would hold the loop for seconds). Cache reads and writes are
+batched under a lock, so counts may also run in several threads at once.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ import anyio.to_thread
 
 from ccproxy_asgi._cython import lru_ops
 from ccproxy_asgi.errors import InvalidRequestError
-from ccproxy_asgi.tokens._job import Job
+from ccproxy_asgi.tokens._job import Job, count_uncached
 from ccproxy_asgi.tokens.encoding import encoding_for_model
 from ccproxy_asgi.tokens.rules import CountingRules
 
@@ -113,8 +116,10 @@ class TokenCounter:
 
     `cache_size`: entries of the LRU. `offload_threshold_bytes`: characters left to tokenize above
     which `acount_request` tokenizes in a worker thread. `inline_key_bytes`: body bytes above which
-    `acount_request` does all the work in a worker thread. `tokenizer_for`: model -> tokenizer or None
-    (default `encoding_for_model`, which never downloads).
+    `acount_request` does all the work in a worker thread; `inline_units`: the same for the number of
+    messages and tools. `max_cached_units`: a body with more messages and tools than this is counted
+    without the cache (see `_job.count_uncached`). `tokenizer_for`: model -> tokenizer or None (default
+    `encoding_for_model`, which never downloads).
     """
 
     def __init__(
@@ -124,6 +129,8 @@ class TokenCounter:
         cache_size: int = 4096,
         offload_threshold_bytes: int = 16 * 1024,
         inline_key_bytes: int = 4 * 1024 * 1024,
+        inline_units: int = 2048,
+        max_cached_units: int = 16384,
         tokenizer_for: Callable[[str], Tokenizer | None] | None = None,
     ) -> None:
         if cache_size < 1:
@@ -134,6 +141,8 @@ class TokenCounter:
         self._lock = threading.Lock()
         self._offload_threshold = offload_threshold_bytes
         self._inline_key_bytes = inline_key_bytes
+        self._inline_units = inline_units
+        self._max_cached_units = max_cached_units
         self._tokenizer_for = tokenizer_for
 
     @property
@@ -154,21 +163,21 @@ class TokenCounter:
     def count_request(self, body: Mapping[str, Any], *, model: str) -> int:
         """Input tokens of `body` (an Anthropic Messages or count_tokens request) for the upstream
         `model`. Raises only `InvalidRequestError`, naming the field, when the body is malformed."""
-        tokenizer = self._tokenizer(model)
-        job = self._new_job(body, tokenizer)
-        job.key_units()
-        return self._count_keyed(job, tokenizer)
+        return self._count(body, self._tokenizer(model))
 
     async def acount_request(
         self, body: Mapping[str, Any], *, model: str, body_bytes: int | None = None
     ) -> int:
         """`count_request` for async callers: inline when the work is small (typically all cached),
         in a worker thread when it is not. `body_bytes`, the raw body length if known, sends a huge
-        body to the thread before any work is done inline."""
+        body to the thread before any work is done inline, and so do many messages and tools."""
+        huge = body_bytes is not None and body_bytes > self._inline_key_bytes
+        if huge or _unit_count(body) > self._inline_units:
+            # The tokenizer too is resolved there: its first load reads a BPE file (0.1 s and more).
+            return await anyio.to_thread.run_sync(functools.partial(self.count_request, body, model=model))
         tokenizer = self._tokenizer(model)
         job = self._new_job(body, tokenizer)
-        huge = body_bytes is not None and body_bytes > self._inline_key_bytes
-        if huge or not job.key_units(self._inline_key_bytes):
+        if not job.key_units(self._inline_key_bytes):
             return await anyio.to_thread.run_sync(self._finish_keying, job, tokenizer)
         self._look_up_units(job)
         if job.miss_bytes > self._inline_key_bytes:
@@ -189,6 +198,14 @@ class TokenCounter:
         except Exception:  # a broken custom resolver degrades to the estimate, never to a 500
             logger.warning("no tokenizer for model %r; token counts are estimates", model, exc_info=True)
             return None
+
+    def _count(self, body: Mapping[str, Any], tokenizer: Tokenizer | None) -> int:
+        if _unit_count(body) > self._max_cached_units:
+            encode = tokenizer.encode_ordinary if tokenizer is not None else None
+            return self._scaled(count_uncached(body, encode, self._rules))
+        job = self._new_job(body, tokenizer)
+        job.key_units()
+        return self._count_keyed(job, tokenizer)
 
     def _new_job(self, body: Mapping[str, Any], tokenizer: Tokenizer | None) -> Job:
         return Job(body, tokenizer.name if tokenizer is not None else ESTIMATE_ENCODING)
@@ -242,9 +259,19 @@ class TokenCounter:
                     put(key, tokens)
                 for index, tokens in zip(job.misses, job.miss_tokens, strict=True):
                     put(job.keys[index], tokens)
-        total = job.total + sum(job.miss_tokens)
+        return self._scaled(job.total + sum(job.miss_tokens))
+
+    def _scaled(self, total: int) -> int:
         scale = self._rules.scale
         return total if scale == 1.0 else math.ceil(total * scale)
+
+
+def _unit_count(body: Any) -> int:
+    """Messages and tools of a body, the top-level units that dominate the work; 0 if it is malformed
+    (the count then fails inline, quickly)."""
+    if not isinstance(body, Mapping):
+        return 0
+    return sum(len(part) for part in (body.get("messages"), body.get("tools")) if isinstance(part, list))
 
 
 __all__ = [
