@@ -94,3 +94,12 @@ def test_translator_takes_a_2_mb_line() -> None:
         data["delta"]["text"] for name, data in parse_sse(out.decode()) if name == "content_block_delta"
     )
     assert text == "c" * 2_000_000
+
+
+def test_deeply_nested_upstream_chunk_is_an_upstream_error() -> None:
+    # Past orjson's 1024 levels the chunk goes to the stdlib parser, which recurses: a RecursionError
+    # there used to escape as a bug, aborting the stream without an error event.
+    translator = StreamTranslator(requested_model="m", tool_names=EMPTY_TOOL_NAME_MAP)
+    deep = b'{"choices": [{"delta": {"content": "x"}, "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+    with pytest.raises(UpstreamError, match="invalid upstream stream chunk"):
+        translator.feed_sse_bytes(b"data: " + deep + b"\n\n")
