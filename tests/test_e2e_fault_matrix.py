@@ -55,6 +55,7 @@ SETTINGS = {
     "CCPROXY_BREAKER_ENABLED": "false",
     "CCPROXY_ACCESS_LOG": "false",
     "CCPROXY_LOG_LEVEL": "warning",
+    "CCPROXY_BODY_READ_TIMEOUT_SECONDS": "1.0",
 }
 
 
@@ -605,6 +606,42 @@ def test_endless_sse_line_is_cut_at_the_decoder_bound(matrix: Matrix) -> None:
             f"{result.ended - result.started:.2f} s to the error; RSS {rss_before / 1024:.0f} -> "
             f"{rss_after / 1024:.0f} MB"
         )
+
+
+BODY_READ = 1.0
+
+
+def test_slow_loris_client_body(matrix: Matrix) -> None:
+    # (Body-read timeout.) A client that sends its body one byte at a time gets a 408 once the body has
+    # taken longer than the body-read timeout, whatever the server's own idle timeout is.
+    with matrix.case("slow-loris client body") as case:
+        host, port = matrix.proxy.base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/messages HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
+                b"x-api-key: client\r\ncontent-length: 500\r\n\r\n"
+            )
+            started = time.monotonic()
+            sock.settimeout(0.2)
+            answer = b""
+            sent = 0
+            while b"\r\n\r\n" not in answer and time.monotonic() - started < BODY_READ + 5:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b" ")
+                    sent += 1
+                try:
+                    answer += sock.recv(65536)
+                except TimeoutError:
+                    continue
+            elapsed = time.monotonic() - started
+        status_line = answer.split(b"\r\n", 1)[0].decode()
+        status = int(status_line.split()[1])
+        case.statuses.append(status)
+        assert status == 408, answer
+        assert BODY_READ - 0.1 <= elapsed < BODY_READ + SLACK
+        case.client = f"`{status_line}` after {sent} bytes of body"
+        case.upstream = "nothing (no request went upstream)"
+        case.figure = f"{elapsed:.2f} s to the 408 (body-read timeout {BODY_READ:g} s)"
 
 
 # --- 1,000 idle client connections ----------------------------------------------------------------------------
