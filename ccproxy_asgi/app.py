@@ -50,6 +50,7 @@ def _retry_policy(settings: Settings) -> RetryPolicy:
         max_delay=settings.retry_max_backoff_seconds,
         max_retry_after=settings.retry_max_retry_after_seconds,
         total_timeout=settings.retry_total_timeout_seconds,
+        defer_to_retrying_clients=settings.retry_defer_to_retrying_clients,
         budget=RetryBudget(
             ratio=settings.retry_budget_ratio,
             min_per_second=settings.retry_budget_min_per_second,

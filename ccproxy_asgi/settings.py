@@ -321,6 +321,12 @@ class Settings(BaseSettings):
     retry_budget_window_seconds: float = Field(
         default=10.0, gt=0, description="Retry budget: how far back requests and retries are counted."
     )
+    retry_defer_to_retrying_clients: bool = Field(
+        default=True,
+        description="A client that announces its own retries (x-stainless-retry-count: the SDKs, Claude "
+        "Code) gets a retryable upstream status back at once, so attempts do not multiply; false retries "
+        "for it too, hiding a transient error at that price.",
+    )
 
     # --- HTTP client ----------------------------------------------------------------------------------
     http_client: Literal["aiohttp", "httpx"] = Field(default="aiohttp", description="Upstream HTTP library.")

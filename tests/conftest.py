@@ -57,9 +57,20 @@ class E2E:
         """Base URL of a proxy with these `Settings` overrides (shared with other tests using the same)."""
         return self._pool.url(**settings)
 
-    def client(self, base_url: str | None = None, **kwargs: Any) -> anthropic.Anthropic:
-        """An official SDK client on `base_url` (default proxy when None), no SDK retries."""
+    def client(
+        self, base_url: str | None = None, *, announces_retries: bool = True, **kwargs: Any
+    ) -> anthropic.Anthropic:
+        """An official SDK client on `base_url` (default proxy when None), no SDK retries.
+
+        The SDK sends `x-stainless-retry-count` on every request, which tells the proxy the client retries
+        by itself, so the proxy hands retryable statuses back at once. `announces_retries=False` drops the
+        header, for tests of the proxy's own retries (what a client that does not retry gets)."""
         kwargs.setdefault("max_retries", 0)
+        if not announces_retries:
+            kwargs["default_headers"] = {
+                **kwargs.get("default_headers", {}),
+                "x-stainless-retry-count": anthropic.Omit(),
+            }
         kwargs.setdefault("timeout", 30.0)
         if "auth_token" not in kwargs:
             kwargs.setdefault("api_key", CLIENT_KEY)

@@ -123,7 +123,7 @@ def test_upstream_rate_limit_is_a_real_429_on_both_clients(e2e: E2E, http_client
 
 @pytest.mark.parametrize("http_client", CLIENTS)
 def test_retry_then_success_on_both_clients(e2e: E2E, http_client: str) -> None:
-    client = e2e.client(e2e.proxy(http_client=http_client, retry_max_attempts=2))
+    client = e2e.client(e2e.proxy(http_client=http_client, retry_max_attempts=2), announces_retries=False)
     e2e.mock.queue_faults({"fault": "503"})
     with client.messages.stream(
         model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "second time lucky"}]

@@ -338,7 +338,8 @@ def test_mid_stream_failure_is_an_error_event_and_is_never_retried(
 def test_error_before_the_stream_starts_is_a_real_http_error(e2e: E2E) -> None:
     e2e.mock.queue_faults("503", "503", "503")
     with pytest.raises(anthropic.OverloadedError):  # noqa: SIM117
-        with e2e.client().messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
+        client = e2e.client(announces_retries=False)  # the proxy's own retries: a client that does not retry
+        with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
             stream.get_final_message()
     assert len(e2e.mock.requests()) == 3, "retried before the first byte"
 
@@ -352,7 +353,7 @@ def timestamps(mock: MockUpstreamProcess) -> list[float]:
 
 def test_retries_honour_retry_after_ms(e2e: E2E) -> None:
     e2e.mock.queue_faults({"fault": "429", "retry_after": 0.3}, {"fault": "429", "retry_after": 0.3})
-    message = create(e2e.client(e2e.proxy(retry_max_attempts=3)))
+    message = create(e2e.client(e2e.proxy(retry_max_attempts=3), announces_retries=False))
     assert message.content[0].type == "text"
     times = timestamps(e2e.mock)
     assert len(times) == 3
@@ -363,14 +364,14 @@ def test_retries_honour_retry_after_ms(e2e: E2E) -> None:
 
 def test_retries_with_backoff_after_server_errors(e2e: E2E) -> None:
     e2e.mock.queue_faults("500", "502")
-    assert create(e2e.client(e2e.proxy(retry_max_attempts=3))).stop_reason is not None
+    assert create(e2e.client(e2e.proxy(retry_max_attempts=3), announces_retries=False)).stop_reason is not None
     assert [r["fault"] for r in e2e.mock.requests()] == ["500", "502", None]
 
 
 def test_attempts_stop_at_the_configured_count(e2e: E2E) -> None:
     e2e.mock.queue_faults("500", "500", "500", "500")
     with pytest.raises(anthropic.InternalServerError):
-        create(e2e.client(e2e.proxy(retry_max_attempts=2)))
+        create(e2e.client(e2e.proxy(retry_max_attempts=2), announces_retries=False))
     assert len(e2e.mock.requests()) == 2
 
 
@@ -386,7 +387,7 @@ def test_retry_budget_protects_a_failing_upstream(e2e: E2E) -> None:
     # One retry per 10 s window and none earned by traffic: the first call retries once, the next not at all.
     url = e2e.proxy(retry_budget_ratio=0.0, retry_budget_min_per_second=0.1, retry_budget_window_seconds=10.0)
     e2e.mock.queue_faults(*["500"] * 6)
-    client = e2e.client(url)
+    client = e2e.client(url, announces_retries=False)
     for _ in range(2):
         with pytest.raises(anthropic.InternalServerError):
             create(client)

@@ -106,6 +106,15 @@ def test_one_announcing_request_is_answered_at_once_with_the_upstreams_hint(
     assert caught.value.response.headers["retry-after"] == "1"
 
 
+def test_operators_can_have_the_proxy_retry_for_announcing_clients_too(
+    stack: Stack, upstream: ScriptedUpstream
+) -> None:
+    upstream.reset(Reply(503, [("Retry-After", "0")], openai_error("overloaded", "server_error")))
+    with sdk(stack.proxy(retry_defer_to_retrying_clients=False)) as client:
+        assert client.messages.create(**BODY).content  # the 503 was retried here, hidden from the SDK
+    assert len(upstream.requests()) == 2
+
+
 @pytest.mark.parametrize("http_client", CLIENTS)
 def test_a_client_that_does_not_retry_gets_the_proxys_retries(
     stack: Stack, upstream: ScriptedUpstream, http_client: str

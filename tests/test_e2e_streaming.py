@@ -282,7 +282,7 @@ def test_upstream_error_before_the_first_byte_is_a_real_http_error(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_retry_before_the_first_byte_then_success(e2e: E2E, stream: bool) -> None:
-    client = e2e.client(e2e.proxy(retry_max_attempts=3))
+    client = e2e.client(e2e.proxy(retry_max_attempts=3), announces_retries=False)
     e2e.mock.queue_faults({"fault": "500"}, {"fault": "429", "retry_after": 0.05})
     message = send(client, "eventually", stream=stream)
     assert message.content[-1].text.startswith("Mock reply to: eventually")
@@ -293,7 +293,7 @@ def test_retry_before_the_first_byte_then_success(e2e: E2E, stream: bool) -> Non
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_more_failures_than_attempts_gives_the_error(e2e: E2E, stream: bool) -> None:
-    client = e2e.client(e2e.proxy(retry_max_attempts=2))
+    client = e2e.client(e2e.proxy(retry_max_attempts=2), announces_retries=False)
     e2e.mock.queue_faults({"fault": "502"}, {"fault": "500"}, {"fault": "500"})
     with pytest.raises(anthropic.InternalServerError) as caught:
         send(client, "never", stream=stream)
