@@ -19,10 +19,13 @@ the same key, saying how many were not written:
     #   retry budget is spent: upstream 503 not retried (8776 more in the last 60 s)
     #   retry budget is spent: upstream 503 not retried (8512 more in the last 60 s)
 
-    # when the condition is over, `reset` forgets the key (the next occurrence is written at once) and
-    # returns how many occurrences were never written, for a closing line:
-    if (missed := budget_log.reset("retry-budget")):
-        logger.info("retry budget available again (%d occurrences not logged)", missed)
+    # when a condition that lasts is over (a store answers again), `reset` forgets the key, so the next
+    # outage is written at once, and returns how many occurrences were never written:
+    if (missed := store_log.reset("outage")):
+        logger.warning("store reachable again (%d failed calls not logged)", missed)
+
+Do not `reset` on a condition that can flip on every request (a budget that has room for one retry,
+then none): each reset re-arms the first line and the flood is back. Let the interval do the work.
 
 `key` names the condition (a constant string, or a name from a small set such as a check's name); the
 message and its arguments may differ from one call to the next, and the line written is the one of the
