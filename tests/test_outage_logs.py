@@ -137,10 +137,27 @@ async def test_ping_during_a_later_outage_logs_it_once_then_the_recovery(
         lines = messages(caplog, STORE)
         assert len(lines) == 2, lines
         assert "reachable again" in lines[1]
-        # A second outage is a new condition: its first line is written at once.
-        redis_server.stop()
-        assert not await store.ping()
-        assert len(messages(caplog, STORE)) == 3
+    finally:
+        await store.aclose()
+
+
+async def test_a_flapping_redis_does_not_write_a_pair_of_lines_per_flap(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, STORE)
+    store = RedisStore.from_url(redis_server.url, prefix=redis_server.unique_prefix())
+    try:
+        assert await store.ping()
+        for _ in range(5):
+            redis_server.stop()
+            assert not await store.ping()
+            redis_server.start()
+            assert await store.ping()
+        lines = messages(caplog, STORE)
+        # The first outage and the first recovery; the next flaps are counted for the next lines.
+        assert len(lines) == 2, lines
+        assert "unavailable" in lines[0]
+        assert "reachable again" in lines[1]
     finally:
         await store.aclose()
 

@@ -38,6 +38,7 @@ logger = logging.getLogger("ccproxy_asgi.ratelimit.redis")
 
 _REMIND_EVERY = 30.0
 _OUTAGE = "outage"
+_RECOVERED = "recovered"
 
 
 def _arg(value: float | int | None) -> str:
@@ -172,6 +173,8 @@ class RedisStore:
         return result
 
     # Requests and readiness probes meet the same outage: one state, one first line, throttled reminders.
+    # Neither line is ever un-throttled (no `reset`): a Redis that flaps (timeouts under load) would
+    # otherwise write an outage and a recovery per flap.
     def _went_down(self, exc: BaseException) -> None:
         now = time.monotonic()
         self._retry_at = now + self._retry_interval
@@ -179,7 +182,6 @@ class RedisStore:
             self._remind(now)
             return
         self._down_since = now
-        self._outage_log.reset(_OUTAGE)
         self._outage_log.error(
             _OUTAGE,
             "rate-limit store unavailable%s (%s: %s); limits are not shared until it answers",
@@ -199,9 +201,10 @@ class RedisStore:
     def _answered(self) -> None:
         self._answered_once = True
         if self._down_since is not None:
-            self._outage_log.reset(_OUTAGE)
-            logger.warning(
-                "rate-limit store reachable again after %.1f s", time.monotonic() - self._down_since
+            self._outage_log.warning(
+                _RECOVERED,
+                "rate-limit store reachable again after %.1f s",
+                time.monotonic() - self._down_since,
             )
             self._down_since = None
 
