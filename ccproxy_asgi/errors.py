@@ -107,6 +107,11 @@ class UpstreamTimeoutError(ProxyError):
     error_type = "timeout_error"
 
 
+class FirstByteTimeoutError(UpstreamTimeoutError):
+    """No response head within the first-byte budget of a stream: the budget covers every attempt of the
+    request, so this one is never retried."""
+
+
 class OverloadedError(ProxyError):
     status = 529
     error_type = "overloaded_error"

@@ -16,6 +16,7 @@ from ccproxy_asgi import jsonutil
 from ccproxy_asgi.context import RequestContext
 from ccproxy_asgi.errors import (
     ApiError,
+    FirstByteTimeoutError,
     OverloadedError,
     ProxyError,
     RateLimitError,
@@ -569,3 +570,15 @@ async def test_the_policy_can_be_told_to_retry_for_announcing_clients_too() -> N
     )
     await made.complete({}, RequestContext(client_retry_count=0))
     assert len(client.sent) == 2
+
+
+async def test_a_first_byte_timeout_is_never_retried() -> None:
+    # The first-byte budget covers every attempt of a stream: once it fired there is nothing left to try.
+    clock = FakeClock()
+    made, client = provider(clock, FirstByteTimeoutError("first byte timed out"), error(503))
+    ctx = RequestContext(request_id="req_first_byte")
+    with pytest.raises(FirstByteTimeoutError):
+        await made.complete({"model": "m"}, ctx)
+    assert len(client.sent) == 1
+    assert [a.error for a in ctx.attempts] == ["FirstByteTimeoutError"]
+    assert clock.now == 100.25  # one attempt's latency, and no backoff slept after it

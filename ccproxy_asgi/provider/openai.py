@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from ccproxy_asgi import __version__, jsonutil
 from ccproxy_asgi.context import RequestContext, UpstreamAttempt
-from ccproxy_asgi.errors import ProxyError, UpstreamError, UpstreamTimeoutError
+from ccproxy_asgi.errors import FirstByteTimeoutError, ProxyError, UpstreamError
 from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.observability.tracing import traced_send
 from ccproxy_asgi.provider.error_mapping import map_upstream_error
@@ -115,7 +115,7 @@ class OpenAIProvider:
                 deadline = float(ctx.extras.get("first_byte_deadline", deadline))
             left = deadline - now
             if left <= 0:
-                raise UpstreamTimeoutError(
+                raise FirstByteTimeoutError(
                     f"upstream timeout: first byte timed out after {config.first_byte_timeout:g} s "
                     "(no response head, retries included)"
                 )
@@ -160,7 +160,7 @@ class OpenAIProvider:
                 record.error = type(exc).__name__
                 delay = (
                     None
-                    if attempt == last
+                    if attempt == last or isinstance(exc, FirstByteTimeoutError)
                     else retries.after_failure(attempt, exc, client_retry_count=announced)
                 )
                 if delay is None:

@@ -12,7 +12,7 @@ import os
 import socket
 import ssl
 
-from ccproxy_asgi.errors import UpstreamError, UpstreamTimeoutError
+from ccproxy_asgi.errors import FirstByteTimeoutError, UpstreamError, UpstreamTimeoutError
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -54,9 +54,9 @@ def timeout_error(phase: str, seconds: float | None) -> UpstreamTimeoutError:
     return UpstreamTimeoutError(f"upstream timeout: {phase} timed out{limit}")
 
 
-def first_byte_timeout_error(seconds: float) -> UpstreamTimeoutError:
+def first_byte_timeout_error(seconds: float) -> FirstByteTimeoutError:
     """The first-byte timeout fired: named apart from the read timeout, whose remedy differs."""
-    return UpstreamTimeoutError(
+    return FirstByteTimeoutError(
         f"upstream timeout: first byte timed out after {round(seconds, 2):g} s (no response head)"
     )
 
