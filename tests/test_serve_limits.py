@@ -248,8 +248,9 @@ def test_megabyte_headers_are_refused_without_growing_memory(server: ServerProce
         statuses = list(pool.map(lambda _: status_for_head(server, 1024 * 1024), range(32)))
     assert set(statuses) <= {431, None}, statuses
     grown = rss_kib(server) - before
-    # Unbounded (uvicorn before its limits): about 0.5 MiB of growth per megabyte head.
-    assert grown < 4 * 1024, f"{server.server} grew by {grown} KiB for 32 refused 1 MB heads"
+    # Unbounded (uvicorn before its limits) this grew by 27-30 MiB; bounded, by 0.1-2 MiB (up to 4 on a
+    # loaded machine, where more of the 8 connections hold their buffers at once).
+    assert grown < 8 * 1024, f"{server.server} grew by {grown} KiB for 32 refused 1 MB heads"
     # And it still serves.
     with connect(server) as sock:
         assert get_root(sock) == 200
