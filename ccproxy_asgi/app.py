@@ -190,6 +190,7 @@ def build_proxy(settings: Settings | None = None) -> Proxy:
             key_mode=settings.breaker_key,
             resolve_model=models.resolve,
             max_request_bytes=settings.max_request_bytes,
+            body_read_timeout=settings.body_read_timeout_seconds,
             admission="deferred",
         )
     if limiter is not None:
@@ -202,6 +203,7 @@ def build_proxy(settings: Settings | None = None) -> Proxy:
             models=models,
             key=settings.rate_limit_key,
             max_request_bytes=settings.max_request_bytes,
+            body_read_timeout=settings.body_read_timeout_seconds,
             admission="deferred",
         )
     # Probes and scrapes are answered outside the pipeline: no auth, limits or access-log line for them.

@@ -469,7 +469,9 @@ async def test_alone_an_open_breaker_lets_one_probe_through_per_interval(
     assert not (await breaker.acquire(KEY, fingerprint="healthy")).allowed  # not alone: shed for 30 s
     clock.advance(1)
     probe = await breaker.acquire(KEY, fingerprint="healthy", alone=True)
-    assert probe.allowed and probe.probe is not None and probe.state is State.OPEN
+    assert probe.allowed
+    assert probe.probe is not None
+    assert probe.state is State.OPEN
     busy = await breaker.acquire(KEY, fingerprint="another", alone=True)
     assert not busy.allowed  # one probe in flight at a time
     await breaker.record(probe, Outcome.SUCCESS)
@@ -503,7 +505,8 @@ async def test_a_request_known_to_fail_is_never_a_probe(make_breaker: MakeBreake
     refused = await breaker.acquire(KEY, fingerprint="poisoned")
     assert not refused.allowed
     probe = await breaker.acquire(KEY, fingerprint="fresh")
-    assert probe.allowed and probe.probe is not None
+    assert probe.allowed
+    assert probe.probe is not None
     await breaker.record(probe, Outcome.SUCCESS)
     assert await state(breaker) is State.CLOSED
 

@@ -343,3 +343,27 @@ async def test_upstream_header_middleware_names_whoever_served() -> None:
 def test_outcome_of_uses_the_policy() -> None:
     cb = CircuitBreaker(policy=BreakerPolicy(count_429=True))
     assert cb.outcome_of([UpstreamAttempt(url=KEY, status=429)]) is Outcome.FAILURE
+
+
+async def test_a_body_that_never_finishes_arriving_is_a_408_on_arrival() -> None:
+    endpoint = FakeEndpoint()
+    app = layer(endpoint, breaker(FakeClock()), body_read_timeout=0.1)
+    sent: list[Message] = []
+    first = True
+
+    async def receive() -> Message:
+        nonlocal first
+        if first:  # one byte of the body, then nothing more: a slow-loris client
+            first = False
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/messages", "headers": [], "query_string": b""}
+    await asyncio.wait_for(app(scope, receive, send), timeout=5)
+    assert sent[0]["status"] == 408
+    assert json.loads(sent[1]["body"])["error"]["type"] == "timeout_error"
+    assert endpoint.calls == 0

@@ -337,8 +337,8 @@ def test_mid_stream_failure_is_an_error_event_and_is_never_retried(
 
 def test_error_before_the_stream_starts_is_a_real_http_error(e2e: E2E) -> None:
     e2e.mock.queue_faults("503", "503", "503")
+    client = e2e.client(announces_retries=False)  # the proxy's own retries: a client that does not retry
     with pytest.raises(anthropic.OverloadedError):  # noqa: SIM117
-        client = e2e.client(announces_retries=False)  # the proxy's own retries: a client that does not retry
         with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
             stream.get_final_message()
     assert len(e2e.mock.requests()) == 3, "retried before the first byte"

@@ -77,6 +77,19 @@ def test_secrets_in_an_upstream_error_message_do_not_reach_the_client(
     assert_clean(error.response.text)
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_an_error_sent_inside_a_200_is_redacted_too(e2e: E2E, stream: bool) -> None:
+    # `{"error": ...}` as a stream chunk after the 200 (an SSE error event), or as a 500 when not streaming.
+    e2e.mock.queue_faults({"fault": "error_chunk", "message": LEAKY})
+    url = e2e.proxy(upstream_api_key=BARE_KEY, retry_max_attempts=1)
+    response = e2e.post(
+        "/v1/messages", {"model": MODEL, "max_tokens": 32, "messages": MESSAGES, "stream": stream}, base_url=url
+    )
+    assert response.text, "an error reached the client"
+    assert "Invalid API key" in response.text
+    assert_clean(response.text)
+
+
 def test_a_plain_text_traceback_from_the_upstream_is_cut(stack: Stack, upstream: ScriptedUpstream) -> None:
     upstream.reset(default=Reply(500, [], LEAKY.encode(), content_type="text/plain"))
     response = raw_post(stack.proxy(upstream_api_key=BARE_KEY, retry_max_attempts=1))

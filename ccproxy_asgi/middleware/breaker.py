@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ccproxy_asgi.asgi_io import (
+    BODY_READ_TIMEOUT_SECONDS,
     ClientDisconnected,
     parse_json_body,
     read_body,
@@ -31,7 +32,7 @@ from ccproxy_asgi.asgi_io import (
 )
 from ccproxy_asgi.breaker import CircuitBreaker, Outcome, Ticket, request_fingerprint, upstream_key
 from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
-from ccproxy_asgi.errors import InvalidRequestError, OverloadedError, RequestTooLargeError
+from ccproxy_asgi.errors import InvalidRequestError, OverloadedError, ProxyError
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.breaker")
@@ -112,6 +113,8 @@ class CircuitBreakerMiddleware:
     that calls `admit` before it calls out) supports it. "on_arrival" (the default, right for any inner
     app): before the inner app runs, after a minimal check that the body is a Messages request at all.
 
+    `body_read_timeout`: seconds a client may take to send its body when the layer reads it (on arrival).
+
     `alone` (default True) says this upstream is the only one: an open breaker then keeps letting a probe
     through every `BreakerPolicy.open_probe_interval_seconds` instead of refusing everything until its
     recovery time ends (see `BreakerPolicy`).
@@ -130,6 +133,7 @@ class CircuitBreakerMiddleware:
         header: str = UPSTREAM_HEADER,
         admission: AdmissionMode = "on_arrival",
         alone: bool = True,
+        body_read_timeout: float | None = BODY_READ_TIMEOUT_SECONDS,
     ) -> None:
         self.app = app
         self.breaker = breaker
@@ -142,6 +146,7 @@ class CircuitBreakerMiddleware:
         self._header = header.lower().encode("latin-1")
         self._admission = admission
         self._alone = alone
+        self._body_read_timeout = body_read_timeout
 
     def _key_for(self, model: object) -> str:
         if self._key_mode != "upstream_model" or not isinstance(model, str) or not model:
@@ -179,10 +184,12 @@ class CircuitBreakerMiddleware:
             ctx.admission_checks.append(check)
         else:
             try:
-                await read_body(receive, ctx, limit=self._max_request_bytes)
+                await read_body(
+                    receive, ctx, limit=self._max_request_bytes, time_limit=self._body_read_timeout
+                )
             except ClientDisconnected:
                 return
-            except RequestTooLargeError as exc:
+            except ProxyError as exc:  # too large (413), too slow (408)
                 await send_error(send, exc, ensure_request_id(ctx))
                 return
             receive = replay_receive(ctx.body or b"", receive)

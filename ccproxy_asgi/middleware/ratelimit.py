@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ccproxy_asgi.asgi_io import (
+    BODY_READ_TIMEOUT_SECONDS,
     ClientDisconnected,
     client_key_from,
     parse_json_body,
@@ -74,7 +75,8 @@ class TokenRateLimitMiddleware:
     fresh `TokenCounter`; pass one sharing the endpoint's counter for its cache). `models`: maps the
     requested model to the upstream one (tokenizer and `model` keys); default: no mapping. `key`: a
     `KeyMode` or a function `(context, presented key) -> limiter key`. `max_request_bytes`: the body
-    limit (413 above). `close_limiter`: close the limiter's store at lifespan shutdown.
+    limit (413 above); `body_read_timeout`: seconds to receive it (408 after). `close_limiter`: close
+    the limiter's store at lifespan shutdown.
     """
 
     def __init__(
@@ -88,9 +90,11 @@ class TokenRateLimitMiddleware:
         max_request_bytes: int = 32 * 1024 * 1024,
         close_limiter: bool = True,
         admission: AdmissionMode = "on_arrival",
+        body_read_timeout: float | None = BODY_READ_TIMEOUT_SECONDS,
     ) -> None:
         self.app = app
         self._admission = admission
+        self._body_read_timeout = body_read_timeout
         self.limiter = limiter
         self.estimator = estimator if estimator is not None else CostEstimator()
         self._models = models
@@ -115,7 +119,9 @@ class TokenRateLimitMiddleware:
             return
         request_id = ensure_request_id(ctx)
         try:
-            body = await read_body(receive, ctx, limit=self._max_request_bytes)
+            body = await read_body(
+                receive, ctx, limit=self._max_request_bytes, time_limit=self._body_read_timeout
+            )
             data = parse_json_body(ctx)
             assert isinstance(data, dict)
             key, cost = await self._price_and_key(scope, ctx, data, len(body))
@@ -301,6 +307,7 @@ def mount_rate_limit(
         models=models,
         key=settings.rate_limit_key,
         max_request_bytes=settings.max_request_bytes,
+        body_read_timeout=settings.body_read_timeout_seconds,
     )
 
 

@@ -33,6 +33,7 @@ from ccproxy_asgi.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from ccproxy_asgi.provider.redaction import redact_error_text
 from ccproxy_asgi.translate.common import ToolNameMap, new_message_id, new_tool_use_id
 
 RAW_ARGUMENTS_KEY = "_raw"
@@ -151,7 +152,8 @@ def upstream_error(error: Any) -> ProxyError:
         message = error.get("message") or jsonutil.dumps_str(error)
         code = error.get("code")
         kind = error.get("type")
-    text = str(message)[:_MAX_ERROR_MESSAGE]
+    # The text comes from the upstream: it may quote keys, URLs with credentials or a traceback.
+    text = redact_error_text(str(message))[:_MAX_ERROR_MESSAGE]
     status = code if type(code) is int else None
     if isinstance(code, str) and code.isdigit():
         status = int(code)
