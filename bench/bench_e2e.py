@@ -135,7 +135,7 @@ def anthropic_body(scenario: Scenario) -> dict[str, Any]:
 def openai_payload(body: dict[str, Any]) -> dict[str, Any]:
     """The upstream body the proxy makes of `body`, built the way `ccproxy_asgi.app.build_endpoint` wires
     the translation from `Settings` (read from this process's environment, the proxy's)."""
-    from ccproxy_asgi.settings import Settings
+    from ccproxy_asgi.app.settings import Settings
     from ccproxy_asgi.translate.models import ModelMapper
     from ccproxy_asgi.translate.options import ProfileResolver, TranslationOptions
     from ccproxy_asgi.translate.request import translate_request

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ccproxy_asgi.translate.common import ToolNameMap
+from ccproxy_asgi.translate.identifiers import ToolNameMap
 from ccproxy_asgi.translate.stream import StreamTranslator
 
 _WORDS = [

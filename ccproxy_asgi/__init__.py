@@ -14,16 +14,16 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from ccproxy_asgi.app import create_app
+    from ccproxy_asgi.app.settings import Settings
     from ccproxy_asgi.context import RequestContext, get_context
-    from ccproxy_asgi.endpoint.app import AnthropicEndpoint
+    from ccproxy_asgi.endpoint.dispatch import AnthropicEndpoint
     from ccproxy_asgi.errors import ProxyError
-    from ccproxy_asgi.settings import Settings
 
 _EXPORTS = {
-    "AnthropicEndpoint": "ccproxy_asgi.endpoint.app",
+    "AnthropicEndpoint": "ccproxy_asgi.endpoint.dispatch",
     "ProxyError": "ccproxy_asgi.errors",
     "RequestContext": "ccproxy_asgi.context",
-    "Settings": "ccproxy_asgi.settings",
+    "Settings": "ccproxy_asgi.app.settings",
     "create_app": "ccproxy_asgi.app",
     "get_context": "ccproxy_asgi.context",
 }

@@ -1,5 +1,5 @@
 import sys
 
-from ccproxy_asgi.cli import main
+from ccproxy_asgi.app.cli import main
 
 sys.exit(main())

@@ -82,7 +82,7 @@ class RequestContext:
     probe: bool = False
     # The retry count the client announced (`x-stainless-retry-count`, sent by the official SDKs and
     # Claude Code, 0 on a first attempt); None when it announced none. A client that announces it
-    # retries by itself gets retryable upstream statuses back at once (see `ccproxy_asgi.retry`).
+    # retries by itself gets retryable upstream statuses back at once (see `ccproxy_asgi.provider.retry`).
     client_retry_count: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -26,7 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
-from ccproxy_asgi.settings import Settings
+from ccproxy_asgi.app.settings import Settings
 
 RedisClient: TypeAlias = Redis | RedisCluster
 """What a store may be given: a single-server client or a cluster client."""

@@ -34,15 +34,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ccproxy_asgi.app import build_endpoint, build_proxy
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.breaker import build_breaker
 from ccproxy_asgi.context import Usage, get_context
-from ccproxy_asgi.lifespan import LifespanHooks, run_lifespan
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware
-from ccproxy_asgi.middleware.errors import ErrorNormalizationMiddleware
+from ccproxy_asgi.middleware.error_normalization import ErrorNormalizationMiddleware
 from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
-from ccproxy_asgi.pipeline import Pipeline
+from ccproxy_asgi.plumbing.lifespan import LifespanHooks, run_lifespan
+from ccproxy_asgi.plumbing.pipeline import Pipeline
 from ccproxy_asgi.ratelimit import Budget, RateLimiter
-from ccproxy_asgi.settings import Settings
 from ccproxy_asgi.types import ASGIApp
 
 #: What one client key may spend on the assistant per minute (the proxy's own budget is CCPROXY_*).

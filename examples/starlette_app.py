@@ -28,19 +28,19 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from ccproxy_asgi.app import build_endpoint, model_mapper
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.breaker import build_breaker
-from ccproxy_asgi.lifespan import run_lifespan
 from ccproxy_asgi.middleware.auth import APIKeyAuthMiddleware
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware
 from ccproxy_asgi.middleware.correlation import CorrelationMiddleware
-from ccproxy_asgi.middleware.errors import ErrorNormalizationMiddleware
+from ccproxy_asgi.middleware.error_normalization import ErrorNormalizationMiddleware
 from ccproxy_asgi.middleware.metrics import MetricsMiddleware
 from ccproxy_asgi.middleware.observability import ObservabilityRoutes
 from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
 from ccproxy_asgi.observability import build_observability
-from ccproxy_asgi.pipeline import Layer, Pipeline
+from ccproxy_asgi.plumbing.lifespan import run_lifespan
+from ccproxy_asgi.plumbing.pipeline import Layer, Pipeline
 from ccproxy_asgi.ratelimit import Budget, CostEstimator, RateLimiter, build_rate_limiter
-from ccproxy_asgi.settings import Settings
 from ccproxy_asgi.tokens.counter import TokenCounter
 
 #: Used when the settings configure no budget: this example always shows the limiter at work.

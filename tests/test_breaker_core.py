@@ -42,7 +42,7 @@ async def make_breaker(request: pytest.FixtureRequest, clock: FakeClock) -> Asyn
     else:
         from redis.asyncio import Redis
 
-        from ccproxy_asgi.breaker._redis import RedisBreakerStore
+        from ccproxy_asgi.breaker.redis_store import RedisBreakerStore
 
         server: RedisServer = request.getfixturevalue("redis_server")
         shared = RedisBreakerStore(Redis.from_url(server.url), prefix=server.unique_prefix() + ":")

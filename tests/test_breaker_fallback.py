@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.breaker import BreakerPolicy, CircuitBreaker, State, upstream_key
 from ccproxy_asgi.context import RequestContext, UpstreamAttempt
 from ccproxy_asgi.errors import (
@@ -19,7 +20,6 @@ from ccproxy_asgi.errors import (
     UpstreamError,
 )
 from ccproxy_asgi.provider.fallback import FallbackProvider, UpstreamEntry, fallback_entries
-from ccproxy_asgi.settings import Settings
 from ccproxy_asgi.upstream.base import UpstreamResponse
 from tests.support.breaker_support import FakeClock
 

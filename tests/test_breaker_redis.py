@@ -15,10 +15,10 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.breaker import BreakerPolicy, CircuitBreaker, Outcome, State, build_breaker
-from ccproxy_asgi.breaker._memory import MemoryBreakerStore
-from ccproxy_asgi.breaker._redis import RedisBreakerStore
-from ccproxy_asgi.settings import Settings
+from ccproxy_asgi.breaker.memory_store import MemoryBreakerStore
+from ccproxy_asgi.breaker.redis_store import RedisBreakerStore
 from tests.support.breaker_support import FakeClock
 from tests.support.proxy_server import free_port
 from tests.support.redis_server import RedisServer, redis_server_fixture, require_redis_server

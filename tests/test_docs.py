@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ccproxy_asgi.app.settings import Settings, env_name
 from ccproxy_asgi.logs import ACCESS_LOGGER
-from ccproxy_asgi.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -161,9 +161,9 @@ def resolves(dotted: str) -> bool:
 
 
 def test_resolves_tells_real_paths_from_made_up_ones() -> None:
-    assert resolves("ccproxy_asgi.middleware.errors.ErrorNormalizationMiddleware")
+    assert resolves("ccproxy_asgi.middleware.error_normalization.ErrorNormalizationMiddleware")
     assert resolves("ccproxy_asgi.asgi:app")
-    assert not resolves("ccproxy_asgi.middleware.errors.NoSuchLayer")
+    assert not resolves("ccproxy_asgi.middleware.error_normalization.NoSuchLayer")
     assert not resolves("ccproxy_asgi.no_such_module")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ccproxy_asgi.settings import Settings, env_name
-from ccproxy_asgi.settings_reference import render_reference
+from ccproxy_asgi.app.settings import Settings, env_name
+from ccproxy_asgi.app.settings_reference import render_reference
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from ccproxy_asgi.app import build_proxy, create_app
-from ccproxy_asgi.lifespan import run_lifespan
+from ccproxy_asgi.plumbing.lifespan import run_lifespan
 from tests.support.mock_process import MockUpstreamProcess, mock_upstream_fixture
 from tests.support.proxy_server import serve_app
 from tests.support.stack import proxy_settings, running_proxy

@@ -24,21 +24,21 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.breaker import CircuitBreaker, build_breaker
-from ccproxy_asgi.endpoint.app import AnthropicEndpoint
+from ccproxy_asgi.endpoint.dispatch import AnthropicEndpoint
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware
 from ccproxy_asgi.middleware.correlation import CorrelationMiddleware
-from ccproxy_asgi.middleware.errors import ErrorNormalizationMiddleware
+from ccproxy_asgi.middleware.error_normalization import ErrorNormalizationMiddleware
 from ccproxy_asgi.middleware.metrics import MetricsMiddleware
 from ccproxy_asgi.middleware.observability import ObservabilityRoutes
 from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
 from ccproxy_asgi.middleware.tracing import TracingMiddleware
 from ccproxy_asgi.observability import Observability, build_observability
-from ccproxy_asgi.pipeline import Pipeline
+from ccproxy_asgi.plumbing.pipeline import Pipeline
 from ccproxy_asgi.provider.openai import OpenAIProvider
+from ccproxy_asgi.provider.retry import RetryPolicy
 from ccproxy_asgi.ratelimit import build_rate_limiter
-from ccproxy_asgi.retry import RetryPolicy
-from ccproxy_asgi.settings import Settings
 from ccproxy_asgi.tokens.counter import TokenCounter
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.translate.options import ProfileResolver

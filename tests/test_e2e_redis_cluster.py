@@ -26,6 +26,7 @@ import anthropic
 import httpx
 import pytest
 
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.breaker import CircuitBreaker, Outcome, RedisBreakerStore, build_breaker, upstream_key
 from ccproxy_asgi.ratelimit import (
     AdaptivePolicy,
@@ -38,7 +39,6 @@ from ccproxy_asgi.ratelimit import (
 from ccproxy_asgi.ratelimit.keys import key_for
 from ccproxy_asgi.ratelimit.redis_store import RedisStore
 from ccproxy_asgi.redis_client import build_redis_client
-from ccproxy_asgi.settings import Settings
 from tests.support.mock_process import MockUpstreamProcess, mock_upstream_fixture, start_mock_upstream
 from tests.support.proxy_server import free_port
 from tests.support.redis_cluster import RedisClusterServers, redis_cluster_fixture

@@ -27,10 +27,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ccproxy_asgi.app import create_app
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.context import get_context
 from ccproxy_asgi.errors import OverloadedError, RateLimitError, error_response_parts
-from ccproxy_asgi.middleware.errors import ErrorNormalizationMiddleware
-from ccproxy_asgi.settings import Settings
+from ccproxy_asgi.middleware.error_normalization import ErrorNormalizationMiddleware
 from ccproxy_asgi.types import Message, Receive, Scope, Send
 from tests.support.proxy_server import free_port, serve_app
 

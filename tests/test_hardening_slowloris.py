@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from ccproxy_asgi.asgi_io import BODY_READ_TIMEOUT_SECONDS, read_body
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.context import RequestContext
 from ccproxy_asgi.errors import RequestTimeoutError
-from ccproxy_asgi.settings import Settings
+from ccproxy_asgi.plumbing.asgi_io import BODY_READ_TIMEOUT_SECONDS, read_body
 from ccproxy_asgi.types import Message
 from tests.conftest import CLIENT_KEY, E2E
 

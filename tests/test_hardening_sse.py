@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 import pytest
 
 from ccproxy_asgi.errors import UpstreamError
-from ccproxy_asgi.translate.common import EMPTY_TOOL_NAME_MAP
+from ccproxy_asgi.translate.identifiers import EMPTY_TOOL_NAME_MAP
 from ccproxy_asgi.translate.sse import MAX_EVENT_BYTES, SSEDecoder, SSEOverflowError
 from ccproxy_asgi.translate.stream import StreamTranslator
 from tests.conftest import parse_sse

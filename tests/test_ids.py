@@ -7,7 +7,7 @@ from unittest import mock
 
 from ccproxy_asgi.context import new_request_id
 from ccproxy_asgi.ids import random_base62
-from ccproxy_asgi.translate.common import new_message_id, new_tool_use_id
+from ccproxy_asgi.translate.identifiers import new_message_id, new_tool_use_id
 
 
 def test_shapes() -> None:

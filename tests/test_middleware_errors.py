@@ -20,7 +20,7 @@ from starlette.routing import Route
 from ccproxy_asgi.context import get_context
 from ccproxy_asgi.errors import OverloadedError, RateLimitError
 from ccproxy_asgi.middleware import ErrorNormalizationMiddleware
-from ccproxy_asgi.middleware.errors import is_envelope, wire_status
+from ccproxy_asgi.middleware.error_normalization import is_envelope, wire_status
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 SECRET = "sk-secret-in-an-exception-0123456789"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.context import UpstreamAttempt
 from ccproxy_asgi.observability import build_observability
 from ccproxy_asgi.observability.adaptive_timeout import AdaptiveTimeout, AdaptiveTimeoutPolicy
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.percentiles import SlidingPercentiles
 from ccproxy_asgi.observability.record import RequestRecord
-from ccproxy_asgi.settings import Settings
 
 
 class Clock:

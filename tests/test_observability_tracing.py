@@ -20,7 +20,7 @@ from ccproxy_asgi.middleware.metrics import MetricsMiddleware
 from ccproxy_asgi.middleware.tracing import TracingMiddleware
 from ccproxy_asgi.observability.tracing import CONTEXT_KEY, get_tracer
 from ccproxy_asgi.provider.openai import OpenAIProvider
-from ccproxy_asgi.retry import RetryPolicy
+from ccproxy_asgi.provider.retry import RetryPolicy
 from ccproxy_asgi.tokens.counter import TokenCounter
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 

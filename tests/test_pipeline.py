@@ -7,8 +7,8 @@ import pytest
 from ccproxy_asgi.middleware.auth import APIKeyAuthMiddleware
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware
 from ccproxy_asgi.middleware.correlation import CorrelationMiddleware
-from ccproxy_asgi.middleware.errors import ErrorNormalizationMiddleware
-from ccproxy_asgi.pipeline import Pipeline, PipelineOrderError
+from ccproxy_asgi.middleware.error_normalization import ErrorNormalizationMiddleware
+from ccproxy_asgi.plumbing.pipeline import Pipeline, PipelineOrderError
 from ccproxy_asgi.types import Receive, Scope, Send
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 import ccproxy_asgi.ratelimit as ratelimit
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.middleware import ratelimit as middleware
 from ccproxy_asgi.ratelimit import AdaptivePolicy, Budget, MemoryStore, build_rate_limiter
 from ccproxy_asgi.ratelimit.factory import budgets_from_settings
 from ccproxy_asgi.ratelimit.redis_store import RedisStore
-from ccproxy_asgi.settings import Settings
 
 
 def _settings(**values: object) -> Settings:

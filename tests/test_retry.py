@@ -26,14 +26,14 @@ from ccproxy_asgi.errors import (
 from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.log_throttle import ThrottledLog
 from ccproxy_asgi.provider.openai import OpenAIProvider
-from ccproxy_asgi.retry import (
+from ccproxy_asgi.provider.retry import (
     RETRYABLE_STATUSES,
     RetryPolicy,
     client_retry_count,
     parse_retry_after,
     upstream_retry_after,
 )
-from ccproxy_asgi.retry_budget import RetryBudget
+from ccproxy_asgi.provider.retry_budget import RetryBudget
 from ccproxy_asgi.tokens.counter import TokenCounter
 
 # ----- parse_retry_after and the policy ------------------------------------------------------------------
@@ -466,9 +466,9 @@ def test_the_spent_budget_warning_is_logged_once_per_interval_with_a_count(
     budget = RetryBudget(ratio=0.0, min_per_second=0.0, window=10.0, clock=clock)
     policy = RetryPolicy(budget=budget, random=lambda: 0.5)
     object.__setattr__(
-        policy, "_budget_log", ThrottledLog(logging.getLogger("ccproxy_asgi.retry"), clock=clock)
+        policy, "_budget_log", ThrottledLog(logging.getLogger("ccproxy_asgi.provider.retry"), clock=clock)
     )
-    with caplog.at_level(logging.INFO, logger="ccproxy_asgi.retry"):
+    with caplog.at_level(logging.INFO, logger="ccproxy_asgi.provider.retry"):
         for _ in range(500):
             assert policy.start(clock).after_status(0, 500, {}) is None
         spent = [r for r in caplog.records if "retry budget is spent" in r.getMessage()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ccproxy_asgi.retry_budget import RetryBudget
+from ccproxy_asgi.provider.retry_budget import RetryBudget
 
 
 class Clock:

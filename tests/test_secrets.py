@@ -19,7 +19,7 @@ import pytest
 
 from ccproxy_asgi.app import create_app
 from ccproxy_asgi.logs import JsonFormatter, RequestIdFilter
-from ccproxy_asgi.middleware.errors import ErrorNormalizationMiddleware
+from ccproxy_asgi.middleware.error_normalization import ErrorNormalizationMiddleware
 from ccproxy_asgi.types import ASGIApp, Receive, Scope, Send
 from tests.support.mock_process import MockUpstreamProcess, mock_upstream_fixture
 from tests.support.proxy_server import serve_app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ccproxy_asgi.settings import Settings, describe_validation_error, env_name
+from ccproxy_asgi.app.settings import Settings, describe_validation_error, env_name
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ccproxy_asgi.errors import InvalidRequestError
-from ccproxy_asgi.tokens import _job
+from ccproxy_asgi.tokens import count_steps as _job
 from ccproxy_asgi.tokens import counter as counter_module
 from ccproxy_asgi.tokens._pdf import count_pdf_pages, decode_base64
 from ccproxy_asgi.tokens.counter import (

@@ -15,7 +15,7 @@ from ccproxy_asgi.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from ccproxy_asgi.translate.common import EMPTY_TOOL_NAME_MAP, ToolNameMap
+from ccproxy_asgi.translate.identifiers import EMPTY_TOOL_NAME_MAP, ToolNameMap
 from ccproxy_asgi.translate.response import (
     find_stop_sequence,
     tool_input,

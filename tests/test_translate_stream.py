@@ -13,7 +13,7 @@ from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
 
 from ccproxy_asgi.errors import OverloadedError, RateLimitError, UpstreamError
-from ccproxy_asgi.translate.common import EMPTY_TOOL_NAME_MAP, ToolNameMap
+from ccproxy_asgi.translate.identifiers import EMPTY_TOOL_NAME_MAP, ToolNameMap
 from ccproxy_asgi.translate.stream import PING_EVENT, StreamTranslator
 
 _EVENT = TypeAdapter(RawMessageStreamEvent)

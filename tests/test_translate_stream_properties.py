@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ccproxy_asgi.translate.common import EMPTY_TOOL_NAME_MAP
+from ccproxy_asgi.translate.identifiers import EMPTY_TOOL_NAME_MAP
 from ccproxy_asgi.translate.response import find_stop_sequence
 from ccproxy_asgi.translate.stream import StreamTranslator
 from tests.test_translate_stream import check_structure, sdk_message, sse_body, wire_events

@@ -13,7 +13,7 @@ from ccproxy_asgi.errors import UpstreamError, UpstreamTimeoutError
 from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.provider.error_mapping import map_upstream_error
 from ccproxy_asgi.upstream import HTTPClientConfig, create_upstream_client
-from ccproxy_asgi.upstream._errors import connection_error, os_reason, timeout_error
+from ccproxy_asgi.upstream.transport_errors import connection_error, os_reason, timeout_error
 from tests.support.echo_server import run_echo_server
 
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ccproxy_asgi.breaker._breaker import (
+from ccproxy_asgi.breaker.circuit_breaker import (
     BreakerStats,
     CircuitBreaker,
     TransitionListener,
     request_fingerprint,
 )
-from ccproxy_asgi.breaker._classify import attempt_outcome, request_outcome
-from ccproxy_asgi.breaker._factory import build_breaker, policy_from_settings, upstream_key
-from ccproxy_asgi.breaker._memory import MemoryBreakerStore
-from ccproxy_asgi.breaker._model import (
+from ccproxy_asgi.breaker.keys import build_breaker, policy_from_settings, upstream_key
+from ccproxy_asgi.breaker.memory_store import MemoryBreakerStore
+from ccproxy_asgi.breaker.outcomes import attempt_outcome, request_outcome
+from ccproxy_asgi.breaker.store import BreakerStore
+from ccproxy_asgi.breaker.values import (
     BreakerPolicy,
     BreakerSnapshot,
     Outcome,
@@ -26,10 +27,9 @@ from ccproxy_asgi.breaker._model import (
     Ticket,
     Transition,
 )
-from ccproxy_asgi.breaker._store import BreakerStore
 
 if TYPE_CHECKING:
-    from ccproxy_asgi.breaker._redis import RedisBreakerStore, RedisFailureMode
+    from ccproxy_asgi.breaker.redis_store import RedisBreakerStore, RedisFailureMode
 
 __all__ = [
     "BreakerPolicy",
@@ -57,7 +57,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # redis is imported only by deployments that use it.
     if name in ("RedisBreakerStore", "RedisFailureMode"):
-        from ccproxy_asgi.breaker import _redis
+        from ccproxy_asgi.breaker import redis_store as _redis
 
         return getattr(_redis, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

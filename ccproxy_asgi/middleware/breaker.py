@@ -21,7 +21,10 @@ import logging
 from collections.abc import Callable
 from typing import Literal
 
-from ccproxy_asgi.asgi_io import (
+from ccproxy_asgi.breaker import CircuitBreaker, Outcome, Ticket, request_fingerprint, upstream_key
+from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
+from ccproxy_asgi.errors import InvalidRequestError, OverloadedError, ProxyError
+from ccproxy_asgi.plumbing.asgi_io import (
     BODY_READ_TIMEOUT_SECONDS,
     ClientDisconnected,
     parse_json_body,
@@ -30,9 +33,6 @@ from ccproxy_asgi.asgi_io import (
     route_path,
     send_error,
 )
-from ccproxy_asgi.breaker import CircuitBreaker, Outcome, Ticket, request_fingerprint, upstream_key
-from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
-from ccproxy_asgi.errors import InvalidRequestError, OverloadedError, ProxyError
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.breaker")

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from opentelemetry.metrics import MeterProvider
 
 from ccproxy_asgi import jsonutil
-from ccproxy_asgi.asgi_io import route_path
 from ccproxy_asgi.context import RequestContext, get_context
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.otel import OTelMetrics
 from ccproxy_asgi.observability.record import RequestRecord, http_method, http_route, is_chat, measurements
 from ccproxy_asgi.observability.tracing import ERROR_TYPE_KEY
+from ccproxy_asgi.plumbing.asgi_io import route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.metrics")

@@ -21,7 +21,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ccproxy_asgi.asgi_io import (
+from ccproxy_asgi.app.settings import Settings
+from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
+from ccproxy_asgi.errors import ProxyError
+from ccproxy_asgi.plumbing.asgi_io import (
     BODY_READ_TIMEOUT_SECONDS,
     ClientDisconnected,
     client_key_from,
@@ -30,8 +33,6 @@ from ccproxy_asgi.asgi_io import (
     route_path,
     send_error,
 )
-from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
-from ccproxy_asgi.errors import ProxyError
 from ccproxy_asgi.ratelimit.budget import Cost
 from ccproxy_asgi.ratelimit.cost import CostEstimator
 from ccproxy_asgi.ratelimit.factory import build_rate_limiter
@@ -40,11 +41,10 @@ from ccproxy_asgi.ratelimit.feedback import (
     observation_from_response,
     settlement_for,
 )
-from ccproxy_asgi.ratelimit.headers import ratelimit_headers
 from ccproxy_asgi.ratelimit.keys import KeyFunction, KeyMode, key_function
 from ccproxy_asgi.ratelimit.limiter import RateLimiter, Reservation
+from ccproxy_asgi.ratelimit.response_headers import ratelimit_headers
 from ccproxy_asgi.ratelimit.store import Settlement
-from ccproxy_asgi.settings import Settings
 from ccproxy_asgi.tokens.counter import TokenCounterProtocol
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send

@@ -19,7 +19,6 @@ from opentelemetry import trace
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
-from ccproxy_asgi.asgi_io import route_path
 from ccproxy_asgi.context import RequestContext, get_context
 from ccproxy_asgi.observability import semconv as sc
 from ccproxy_asgi.observability.record import http_route, is_chat
@@ -32,6 +31,7 @@ from ccproxy_asgi.observability.tracing import (
     traceparent_of,
     usage_attributes,
 )
+from ccproxy_asgi.plumbing.asgi_io import route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 _TRACE_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate", b"baggage": "baggage"}

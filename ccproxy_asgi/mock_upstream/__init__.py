@@ -5,11 +5,11 @@ calls on prompt directives (see `directives`), configurable latency, simulated a
 injected faults (see `faults`), and records what it received (`GET /mock/requests`).
 """
 
-from ccproxy_asgi.mock_upstream.app import MOCK_UPSTREAM, MockUpstream, create_mock_app
 from ccproxy_asgi.mock_upstream.cli import LISTENING_PREFIX, register_cli
 from ccproxy_asgi.mock_upstream.config import DefaultToolCall, MockConfig
 from ccproxy_asgi.mock_upstream.faults import Fault, FaultSpecError, parse_fault
 from ccproxy_asgi.mock_upstream.reply import Reply, ToolCall, default_reply_text, plan_reply, schema_arguments
+from ccproxy_asgi.mock_upstream.server import MOCK_UPSTREAM, MockUpstream, create_mock_app
 
 __all__ = [
     "LISTENING_PREFIX",

@@ -20,7 +20,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ccproxy_asgi.mock_upstream.app import create_mock_app
 from ccproxy_asgi.mock_upstream.config import (
     DEFAULT_MODELS,
     ERROR_SHAPES,
@@ -29,6 +28,7 @@ from ccproxy_asgi.mock_upstream.config import (
     MockConfig,
 )
 from ccproxy_asgi.mock_upstream.faults import parse_fault
+from ccproxy_asgi.mock_upstream.server import create_mock_app
 from ccproxy_asgi.tokens.encoding import encoding_for_model
 
 LISTENING_PREFIX = "mock-upstream listening on "

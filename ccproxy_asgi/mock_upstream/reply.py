@@ -34,7 +34,7 @@ from typing import Any
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.mock_upstream.config import MockConfig, ReasoningMode
 from ccproxy_asgi.mock_upstream.directives import Directives, parse_directives
-from ccproxy_asgi.mock_upstream.knobs import Knobs, resolve_knobs
+from ccproxy_asgi.mock_upstream.request_settings import Knobs, resolve_knobs
 from ccproxy_asgi.tokens.openai_chat import ChatTokenCounter
 
 FILLER_WORDS = (

@@ -30,7 +30,7 @@ from ccproxy_asgi.observability.sources import BreakerSource, LimiterSource
 from ccproxy_asgi.observability.tracing import get_tracer
 
 if TYPE_CHECKING:
-    from ccproxy_asgi.settings import Settings
+    from ccproxy_asgi.app.settings import Settings
 
 
 @dataclass(slots=True)

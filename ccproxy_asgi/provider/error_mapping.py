@@ -32,8 +32,8 @@ from ccproxy_asgi.errors import (
 )
 from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.provider.redaction import MAX_SCANNED, redact_error_text
-from ccproxy_asgi.ratelimit_headers import anthropic_ratelimit_headers
-from ccproxy_asgi.retry import upstream_retry_after
+from ccproxy_asgi.provider.retry import upstream_retry_after
+from ccproxy_asgi.provider.upstream_limits import anthropic_ratelimit_headers
 
 _MAX_MESSAGE = 1000
 # Statuses that tell the client to wait: they get the caller's estimate when the upstream gave no hint.

@@ -31,7 +31,7 @@ from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.upstream.base import UpstreamResponse
 
 if TYPE_CHECKING:
-    from ccproxy_asgi.settings import Settings
+    from ccproxy_asgi.app.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from ccproxy_asgi.errors import FirstByteTimeoutError, ProxyError, UpstreamError
 from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.observability.tracing import traced_send
 from ccproxy_asgi.provider.error_mapping import map_upstream_error
-from ccproxy_asgi.retry import RetryPolicy
+from ccproxy_asgi.provider.retry import RetryPolicy
 from ccproxy_asgi.tokens.counter import TokenCounter
 from ccproxy_asgi.upstream.base import (
     FirstByteTimeoutClient,
@@ -140,7 +140,7 @@ class OpenAIProvider:
     async def _post(
         self, payload: dict[str, Any], ctx: RequestContext, client_key: str | None
     ) -> UpstreamResponse:
-        """POST to the completions URL until a 200 arrives or the retry policy gives up (`ccproxy_asgi.retry`:
+        """POST to the completions URL until a 200 arrives or the retry policy gives up (`ccproxy_asgi.provider.retry`:
         a client that announces its own retries gets a retryable status back at once)."""
         await ctx.admit()
         content = jsonutil.dumps(payload)

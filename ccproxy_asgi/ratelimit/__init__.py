@@ -14,10 +14,10 @@ from ccproxy_asgi.ratelimit.clock import Clock, MonotonicClock
 from ccproxy_asgi.ratelimit.cost import CostEstimator
 from ccproxy_asgi.ratelimit.factory import build_rate_limiter
 from ccproxy_asgi.ratelimit.feedback import observation_from_attempts, settlement_for
-from ccproxy_asgi.ratelimit.headers import ratelimit_headers
 from ccproxy_asgi.ratelimit.keys import KeyMode, client_identity, key_for
 from ccproxy_asgi.ratelimit.limiter import FailureMode, RateLimiter, Reservation, Waiting
-from ccproxy_asgi.ratelimit.memory import MemoryStore
+from ccproxy_asgi.ratelimit.memory_store import MemoryStore
+from ccproxy_asgi.ratelimit.response_headers import ratelimit_headers
 from ccproxy_asgi.ratelimit.stats import EffectiveLimits, LimiterSnapshot
 from ccproxy_asgi.ratelimit.store import (
     Decision,

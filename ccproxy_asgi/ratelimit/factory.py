@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.ratelimit.adaptive import AdaptivePolicy
 from ccproxy_asgi.ratelimit.budget import Budget
 from ccproxy_asgi.ratelimit.limiter import RateLimiter
-from ccproxy_asgi.ratelimit.memory import MemoryStore
+from ccproxy_asgi.ratelimit.memory_store import MemoryStore
 from ccproxy_asgi.ratelimit.store import LimiterStore
-from ccproxy_asgi.settings import Settings
 
 logger = logging.getLogger("ccproxy_asgi.ratelimit")
 

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 
 from ccproxy_asgi.context import RequestContext, UpstreamAttempt
 from ccproxy_asgi.headers import Headers
+from ccproxy_asgi.provider.retry import upstream_retry_after
+from ccproxy_asgi.provider.upstream_limits import parse_duration
 from ccproxy_asgi.ratelimit.budget import Cost
 from ccproxy_asgi.ratelimit.store import Observation, Settlement
-from ccproxy_asgi.ratelimit_headers import parse_duration
-from ccproxy_asgi.retry import upstream_retry_after
 
 
 def _int(value: str | None) -> int | None:

@@ -27,8 +27,8 @@ from ccproxy_asgi.errors import RateLimitError, RequestTooLargeError
 from ccproxy_asgi.ratelimit.adaptive import AdaptivePolicy
 from ccproxy_asgi.ratelimit.budget import Budget, Cost, WindowView
 from ccproxy_asgi.ratelimit.clock import Clock, MonotonicClock
-from ccproxy_asgi.ratelimit.headers import ratelimit_headers
-from ccproxy_asgi.ratelimit.memory import MemoryStore
+from ccproxy_asgi.ratelimit.memory_store import MemoryStore
+from ccproxy_asgi.ratelimit.response_headers import ratelimit_headers
 from ccproxy_asgi.ratelimit.stats import EffectiveLimits, LimiterSnapshot, LimiterStats
 from ccproxy_asgi.ratelimit.store import (
     Decision,

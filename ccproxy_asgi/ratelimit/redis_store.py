@@ -21,7 +21,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ccproxy_asgi.log_throttle import ThrottledLog
-from ccproxy_asgi.ratelimit import _lua
+from ccproxy_asgi.ratelimit import redis_script as _lua
 from ccproxy_asgi.ratelimit.adaptive import AdaptivePolicy
 from ccproxy_asgi.ratelimit.budget import Budget, Cost, WindowView
 from ccproxy_asgi.ratelimit.store import (

@@ -70,7 +70,7 @@ import anyio.to_thread
 
 from ccproxy_asgi._cython import lru_ops
 from ccproxy_asgi.errors import InvalidRequestError
-from ccproxy_asgi.tokens._job import Job, count_uncached
+from ccproxy_asgi.tokens.count_steps import Job, count_uncached
 from ccproxy_asgi.tokens.encoding import encoding_for_model
 from ccproxy_asgi.tokens.rules import CountingRules
 

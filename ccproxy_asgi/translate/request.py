@@ -23,7 +23,7 @@ from ccproxy_asgi.translate._params import (
     _user_field,
 )
 from ccproxy_asgi.translate._validate import _bad, _fail
-from ccproxy_asgi.translate.common import ToolNameMap
+from ccproxy_asgi.translate.identifiers import ToolNameMap
 from ccproxy_asgi.translate.options import ModelProfile, TranslationOptions
 from ccproxy_asgi.translate.tools import ToolNamer, translate_tool_choice, translate_tools
 

@@ -34,7 +34,7 @@ from ccproxy_asgi.errors import (
     UpstreamTimeoutError,
 )
 from ccproxy_asgi.provider.redaction import redact_error_text
-from ccproxy_asgi.translate.common import ToolNameMap, new_message_id, new_tool_use_id
+from ccproxy_asgi.translate.identifiers import ToolNameMap, new_message_id, new_tool_use_id
 
 RAW_ARGUMENTS_KEY = "_raw"
 _MAX_ERROR_MESSAGE = 1000

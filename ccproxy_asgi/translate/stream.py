@@ -40,7 +40,7 @@ import orjson
 
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.errors import UpstreamError
-from ccproxy_asgi.translate.common import ToolNameMap, new_message_id, new_tool_use_id
+from ccproxy_asgi.translate.identifiers import ToolNameMap, new_message_id, new_tool_use_id
 from ccproxy_asgi.translate.response import (
     estimated_usage,
     find_stop_sequence,

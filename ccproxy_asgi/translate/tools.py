@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from ccproxy_asgi.errors import InvalidRequestError
 from ccproxy_asgi.translate._validate import _check_nesting
-from ccproxy_asgi.translate.common import ToolNameMap
+from ccproxy_asgi.translate.identifiers import ToolNameMap
 from ccproxy_asgi.translate.options import ModelProfile, ToolCallIdStyle, TranslationOptions
 
 logger = logging.getLogger(__name__)

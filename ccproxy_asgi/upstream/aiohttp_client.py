@@ -11,8 +11,8 @@ import yarl
 from aiohttp.helpers import get_env_proxy_for_url
 
 from ccproxy_asgi.errors import UpstreamError
-from ccproxy_asgi.upstream._errors import connection_error, first_byte_timeout_error, timeout_error
 from ccproxy_asgi.upstream.base import AsyncClosing, HTTPClientConfig
+from ccproxy_asgi.upstream.transport_errors import connection_error, first_byte_timeout_error, timeout_error
 
 # Upstream hosts are few and stable; a minute of DNS caching saves a lookup per new connection without
 # pinning a moved endpoint for long.

@@ -17,8 +17,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from ccproxy_asgi.errors import UpstreamError
-from ccproxy_asgi.upstream._errors import connection_error, first_byte_timeout_error, timeout_error
 from ccproxy_asgi.upstream.base import AsyncClosing, HTTPClientConfig
+from ccproxy_asgi.upstream.transport_errors import connection_error, first_byte_timeout_error, timeout_error
 
 if TYPE_CHECKING:
     # Type vocabulary only: httpx2 mirrors these classes, so one set of annotations serves both.

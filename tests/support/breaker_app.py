@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 from ccproxy_asgi.app import build_proxy
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.breaker import CircuitBreaker
-from ccproxy_asgi.settings import Settings
 from ccproxy_asgi.types import ASGIApp
 
 

@@ -181,8 +181,8 @@ def main(argv: list[str]) -> None:
     import uvicorn
 
     from ccproxy_asgi.app import create_app
+    from ccproxy_asgi.app.settings import Settings
     from ccproxy_asgi.logs import configure_logging
-    from ccproxy_asgi.settings import Settings
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ccproxy_asgi.app import create_app
-from ccproxy_asgi.settings import Settings
+from ccproxy_asgi.app.settings import Settings
 from tests.support.mock_process import MockUpstreamProcess
 from tests.support.proxy_server import serve_app
 

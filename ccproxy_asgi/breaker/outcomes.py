@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ccproxy_asgi.breaker._model import Outcome
+from ccproxy_asgi.breaker.values import Outcome
 from ccproxy_asgi.context import UpstreamAttempt
 
 # Statuses that say the upstream (or the gateway in front of it) cannot serve anyone right now.

@@ -21,7 +21,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
 from ccproxy_asgi import __version__
-from ccproxy_asgi.settings import Settings, describe_validation_error, env_name
+from ccproxy_asgi.app.settings import Settings, describe_validation_error, env_name
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -90,7 +90,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 def _uvicorn_http(settings: Settings) -> type[asyncio.Protocol] | str:
     """uvicorn's HTTP protocol: httptools with the limits uvicorn lacks, or h11 without httptools."""
     try:
-        from ccproxy_asgi.uvicorn_protocol import HeadLimits, LimitedHttpToolsProtocol, configure
+        from ccproxy_asgi.app.uvicorn_protocol import HeadLimits, LimitedHttpToolsProtocol, configure
     except ImportError:  # no httptools: h11 bounds the head's size (below), not the time it takes
         print(
             "WARNING: httptools is not installed: uvicorn runs h11, which does not bound the time a request "
@@ -261,7 +261,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     from ccproxy_asgi import jsonutil
 
     if args.format == "markdown":
-        from ccproxy_asgi.settings_reference import render_reference
+        from ccproxy_asgi.app.settings_reference import render_reference
 
         print(render_reference(), end="")
         return EXIT_OK

@@ -13,16 +13,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ccproxy_asgi import jsonutil
-from ccproxy_asgi.asgi_io import (
-    BODY_READ_TIMEOUT_SECONDS,
-    ClientDisconnected,
-    client_key_from,
-    parse_json_body,
-    read_body,
-    route_path,
-    send_error,
-    send_json,
-)
 from ccproxy_asgi.context import RequestContext, ensure_request_id, get_context
 from ccproxy_asgi.endpoint.messages import MessagesHandler
 from ccproxy_asgi.endpoint.models import get_one, list_page
@@ -33,8 +23,18 @@ from ccproxy_asgi.errors import (
     NotFoundError,
     ProxyError,
 )
+from ccproxy_asgi.plumbing.asgi_io import (
+    BODY_READ_TIMEOUT_SECONDS,
+    ClientDisconnected,
+    client_key_from,
+    parse_json_body,
+    read_body,
+    route_path,
+    send_error,
+    send_json,
+)
 from ccproxy_asgi.provider.base import ChatProvider
-from ccproxy_asgi.retry import client_retry_count
+from ccproxy_asgi.provider.retry import client_retry_count
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.translate.options import ModelProfile, TranslationOptions
 from ccproxy_asgi.types import Receive, Scope, Send

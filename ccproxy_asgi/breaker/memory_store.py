@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from ccproxy_asgi.breaker._machine import BreakerRecord, acquire, record_outcome, snapshot
-from ccproxy_asgi.breaker._model import BreakerPolicy, BreakerSnapshot, Outcome, State, Ticket, Transition
+from ccproxy_asgi.breaker.state_machine import BreakerRecord, acquire, record_outcome, snapshot
+from ccproxy_asgi.breaker.values import BreakerPolicy, BreakerSnapshot, Outcome, State, Ticket, Transition
 
 
 class MemoryBreakerStore:

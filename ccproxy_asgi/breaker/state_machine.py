@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ccproxy_asgi.breaker._model import (
+from ccproxy_asgi.breaker.values import (
     MAX_REMEMBERED_FAILURES,
     WINDOW_BUCKETS,
     BreakerPolicy,

@@ -6,11 +6,11 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from ccproxy_asgi.breaker._breaker import CircuitBreaker
-from ccproxy_asgi.breaker._model import BreakerPolicy
+from ccproxy_asgi.breaker.circuit_breaker import CircuitBreaker
+from ccproxy_asgi.breaker.values import BreakerPolicy
 
 if TYPE_CHECKING:
-    from ccproxy_asgi.settings import Settings
+    from ccproxy_asgi.app.settings import Settings
 
 # Redis is asked for one decision per request: waiting longer than this means it is not answering.
 REDIS_TIMEOUT_SECONDS = 0.5
@@ -52,7 +52,7 @@ def build_breaker(settings: Settings) -> CircuitBreaker:
     policy = policy_from_settings(settings)
     if settings.state_backend != "redis":
         return CircuitBreaker(policy=policy, clock=time.monotonic)
-    from ccproxy_asgi.breaker._redis import RedisBreakerStore
+    from ccproxy_asgi.breaker.redis_store import RedisBreakerStore
     from ccproxy_asgi.redis_client import redis_client_from_settings
 
     client = redis_client_from_settings(settings, timeout=REDIS_TIMEOUT_SECONDS)

@@ -22,7 +22,6 @@ from http import HTTPStatus
 from typing import Any
 
 from ccproxy_asgi import jsonutil
-from ccproxy_asgi.asgi_io import header
 from ccproxy_asgi.context import ensure_request_id, get_context
 from ccproxy_asgi.errors import (
     DEFAULT_RETRY_AFTER,
@@ -34,6 +33,7 @@ from ccproxy_asgi.errors import (
     error_response_parts,
     sse_error_event,
 )
+from ccproxy_asgi.plumbing.asgi_io import header
 from ccproxy_asgi.provider.redaction import redact_error_text
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 

@@ -54,7 +54,7 @@ def configure(limits: HeadLimits | None) -> None:
 def current_limits() -> HeadLimits:
     global _configured
     if _configured is None:
-        from ccproxy_asgi.settings import load_settings
+        from ccproxy_asgi.app.settings import load_settings
 
         settings = load_settings()
         _configured = HeadLimits(

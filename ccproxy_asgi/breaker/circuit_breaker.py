@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ccproxy_asgi.breaker._classify import request_outcome
-from ccproxy_asgi.breaker._memory import MemoryBreakerStore
-from ccproxy_asgi.breaker._model import BreakerPolicy, BreakerSnapshot, Outcome, State, Ticket, Transition
-from ccproxy_asgi.breaker._store import BreakerStore
+from ccproxy_asgi.breaker.memory_store import MemoryBreakerStore
+from ccproxy_asgi.breaker.outcomes import request_outcome
+from ccproxy_asgi.breaker.store import BreakerStore
+from ccproxy_asgi.breaker.values import BreakerPolicy, BreakerSnapshot, Outcome, State, Ticket, Transition
 from ccproxy_asgi.context import UpstreamAttempt
 
 logger = logging.getLogger("ccproxy_asgi.breaker")

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.mock_upstream.config import MockConfig
-from ccproxy_asgi.mock_upstream.errors import (
+from ccproxy_asgi.mock_upstream.error_bodies import (
     OpenAIError,
     error_for_fault,
     error_for_status,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ccproxy_asgi.breaker._model import BreakerPolicy, BreakerSnapshot, Outcome, Ticket, Transition
+from ccproxy_asgi.breaker.values import BreakerPolicy, BreakerSnapshot, Outcome, Ticket, Transition
 
 
 class BreakerStore(Protocol):

@@ -15,9 +15,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from ccproxy_asgi.breaker._lua import BREAKER_SCRIPT
-from ccproxy_asgi.breaker._memory import MemoryBreakerStore
-from ccproxy_asgi.breaker._model import BreakerPolicy, BreakerSnapshot, Outcome, State, Ticket, Transition
+from ccproxy_asgi.breaker.memory_store import MemoryBreakerStore
+from ccproxy_asgi.breaker.redis_script import BREAKER_SCRIPT
+from ccproxy_asgi.breaker.values import BreakerPolicy, BreakerSnapshot, Outcome, State, Ticket, Transition
 from ccproxy_asgi.redis_client import REDIS_ERRORS, RedisClient
 
 logger = logging.getLogger("ccproxy_asgi.breaker")

@@ -13,28 +13,28 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.breaker import CircuitBreaker, build_breaker
-from ccproxy_asgi.endpoint.app import AnthropicEndpoint
-from ccproxy_asgi.lifespan import LifespanHooks
+from ccproxy_asgi.endpoint.dispatch import AnthropicEndpoint
 from ccproxy_asgi.logs import register_secrets
 from ccproxy_asgi.middleware.auth import APIKeyAuthMiddleware
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware, UpstreamHeaderMiddleware
 from ccproxy_asgi.middleware.correlation import CorrelationMiddleware
-from ccproxy_asgi.middleware.errors import ErrorNormalizationMiddleware
+from ccproxy_asgi.middleware.error_normalization import ErrorNormalizationMiddleware
 from ccproxy_asgi.middleware.metrics import MetricsMiddleware
 from ccproxy_asgi.middleware.observability import ObservabilityRoutes
 from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
 from ccproxy_asgi.middleware.tracing import TracingMiddleware
 from ccproxy_asgi.observability.factory import Observability, build_observability
-from ccproxy_asgi.pipeline import Pipeline
+from ccproxy_asgi.plumbing.lifespan import LifespanHooks
+from ccproxy_asgi.plumbing.pipeline import Pipeline
 from ccproxy_asgi.provider.base import ChatProvider
 from ccproxy_asgi.provider.fallback import FallbackProvider, fallback_entries
 from ccproxy_asgi.provider.openai import OpenAIProvider
+from ccproxy_asgi.provider.retry import RetryPolicy
+from ccproxy_asgi.provider.retry_budget import RetryBudget
 from ccproxy_asgi.ratelimit import RateLimiter, build_rate_limiter
 from ccproxy_asgi.ratelimit.cost import CostEstimator
-from ccproxy_asgi.retry import RetryPolicy
-from ccproxy_asgi.retry_budget import RetryBudget
-from ccproxy_asgi.settings import Settings
 from ccproxy_asgi.tokens.counter import TokenCounter
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.translate.options import ProfileResolver, TranslationOptions
@@ -224,7 +224,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     """The proxy as one ASGI app with a lifespan that opens and closes the upstream client and stores.
 
     Mounted under a prefix in a Starlette/FastAPI app, its lifespan must be driven by the parent's:
-    see `ccproxy_asgi.lifespan.run_lifespan`.
+    see `ccproxy_asgi.plumbing.lifespan.run_lifespan`.
     """
     return build_proxy(settings).app
 

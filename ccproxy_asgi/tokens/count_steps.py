@@ -17,7 +17,7 @@ from typing import Any
 
 from ccproxy_asgi.errors import InvalidRequestError
 from ccproxy_asgi.tokens._pdf import count_pdf_pages, decode_base64
-from ccproxy_asgi.tokens._walk import (
+from ccproxy_asgi.tokens.request_tally import (
     Tally,
     check_thinking,
     json_bytes,

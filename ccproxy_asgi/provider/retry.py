@@ -36,11 +36,11 @@ from email.utils import parsedate_to_datetime
 from ccproxy_asgi.errors import ProxyError, UpstreamTimeoutError
 from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.log_throttle import ThrottledLog
-from ccproxy_asgi.ratelimit_headers import reset_wait
-from ccproxy_asgi.retry_budget import RetryBudget
+from ccproxy_asgi.provider.retry_budget import RetryBudget
+from ccproxy_asgi.provider.upstream_limits import reset_wait
 from ccproxy_asgi.types import Scope
 
-logger = logging.getLogger("ccproxy_asgi.retry")
+logger = logging.getLogger("ccproxy_asgi.provider.retry")
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 #: The request header in which the official SDKs (and Claude Code) announce their retry count.

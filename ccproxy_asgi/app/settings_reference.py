@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from ccproxy_asgi.settings import Settings, env_name
+from ccproxy_asgi.app.settings import Settings, env_name
 
 _FALLBACKS = {"upstream_base_url": "OPENAI_BASE_URL", "upstream_api_key": "OPENAI_API_KEY"}
 
@@ -20,7 +20,7 @@ Every setting is an environment variable (or a line in a `.env` file in the work
 with one line naming the variable and what is wrong. List-valued variables take `a,b,c` or a JSON list;
 `CCPROXY_MODEL_MAP` takes a JSON object.
 
-This page is generated from `ccproxy_asgi/settings.py` (`ccproxy-asgi config --format markdown`); a test
+This page is generated from `ccproxy_asgi/app/settings.py` (`ccproxy-asgi config --format markdown`); a test
 keeps the two in agreement.
 
 | variable | default | meaning |
