@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from ccproxy_asgi.plumbing.asgi_io import ClientDisconnected
+from ccproxy_asgi.plumbing.body import ClientDisconnected
 from ccproxy_asgi.types import Receive
 
 T = TypeVar("T")

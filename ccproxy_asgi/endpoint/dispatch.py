@@ -23,16 +23,15 @@ from ccproxy_asgi.errors import (
     NotFoundError,
     ProxyError,
 )
-from ccproxy_asgi.plumbing.asgi_io import (
+from ccproxy_asgi.headers import client_key_from
+from ccproxy_asgi.plumbing.body import (
     BODY_READ_TIMEOUT_SECONDS,
     ClientDisconnected,
-    client_key_from,
     parse_json_body,
     read_body,
-    route_path,
-    send_error,
-    send_json,
 )
+from ccproxy_asgi.plumbing.responses import send_error, send_json
+from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.provider.base import ChatProvider
 from ccproxy_asgi.provider.retry import client_retry_count
 from ccproxy_asgi.translate.models import ModelMapper

@@ -12,7 +12,7 @@ from ccproxy_asgi.context import RequestContext, Usage
 from ccproxy_asgi.endpoint.disconnect import run_until_disconnect
 from ccproxy_asgi.endpoint.sse_writer import SSEWriter
 from ccproxy_asgi.errors import InvalidRequestError, ProxyError, UpstreamError, sse_error_event
-from ccproxy_asgi.plumbing.asgi_io import send_json
+from ccproxy_asgi.plumbing.responses import send_json
 from ccproxy_asgi.provider.base import ChatProvider
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.translate.options import ModelProfile, TranslationOptions

@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from ccproxy_asgi.context import ensure_request_id, get_context
 from ccproxy_asgi.errors import AuthenticationError
+from ccproxy_asgi.headers import client_key_from
 from ccproxy_asgi.ids import key_fingerprint
-from ccproxy_asgi.plumbing.asgi_io import client_key_from, route_path, send_error
+from ccproxy_asgi.plumbing.responses import send_error
+from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.types import ASGIApp, Receive, Scope, Send
 
 # A callable check returns the key's identity, or None to refuse it.

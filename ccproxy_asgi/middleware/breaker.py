@@ -24,15 +24,15 @@ from typing import Literal
 from ccproxy_asgi.breaker import CircuitBreaker, Outcome, Ticket, request_fingerprint, upstream_key
 from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
 from ccproxy_asgi.errors import InvalidRequestError, OverloadedError, ProxyError
-from ccproxy_asgi.plumbing.asgi_io import (
+from ccproxy_asgi.plumbing.body import (
     BODY_READ_TIMEOUT_SECONDS,
     ClientDisconnected,
     parse_json_body,
     read_body,
     replay_receive,
-    route_path,
-    send_error,
 )
+from ccproxy_asgi.plumbing.responses import send_error
+from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.breaker")
@@ -156,9 +156,7 @@ class CircuitBreakerMiddleware:
 
     async def _acquire(self, ctx: RequestContext, key: str) -> Ticket:
         """Ask the breaker; raise the 529 it refuses with."""
-        ticket = await self.breaker.acquire(
-            key, fingerprint=request_fingerprint(ctx.body), alone=self._alone
-        )
+        ticket = await self.breaker.acquire(key, fingerprint=request_fingerprint(ctx.body), alone=self._alone)
         if not ticket.allowed:
             raise OverloadedError(
                 "the upstream is unavailable (circuit breaker open); retry after the retry-after delay",

@@ -33,7 +33,7 @@ from ccproxy_asgi.errors import (
     error_response_parts,
     sse_error_event,
 )
-from ccproxy_asgi.plumbing.asgi_io import header
+from ccproxy_asgi.headers import request_header
 from ccproxy_asgi.provider.redaction import redact_error_text
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -206,7 +206,7 @@ class ErrorNormalizationMiddleware:
 
 
 def _declared_length(scope: Scope) -> int:
-    value = header(scope, b"content-length")
+    value = request_header(scope, b"content-length")
     try:
         return int(value) if value is not None else -1
     except ValueError:

@@ -24,7 +24,7 @@ from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.otel import OTelMetrics
 from ccproxy_asgi.observability.record import RequestRecord, http_method, http_route, is_chat, measurements
 from ccproxy_asgi.observability.tracing import ERROR_TYPE_KEY
-from ccproxy_asgi.plumbing.asgi_io import route_path
+from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.metrics")

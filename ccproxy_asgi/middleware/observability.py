@@ -17,7 +17,7 @@ from ccproxy_asgi import jsonutil
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.health import HealthMonitor
 from ccproxy_asgi.observability.prometheus import CONTENT_TYPE
-from ccproxy_asgi.plumbing.asgi_io import route_path
+from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.types import ASGIApp, Receive, Scope, Send
 
 _JSON = b"application/json"

@@ -24,15 +24,15 @@ from typing import Any
 from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
 from ccproxy_asgi.errors import ProxyError
-from ccproxy_asgi.plumbing.asgi_io import (
+from ccproxy_asgi.headers import client_key_from
+from ccproxy_asgi.plumbing.body import (
     BODY_READ_TIMEOUT_SECONDS,
     ClientDisconnected,
-    client_key_from,
     parse_json_body,
     read_body,
-    route_path,
-    send_error,
 )
+from ccproxy_asgi.plumbing.responses import send_error
+from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.ratelimit.budget import Cost
 from ccproxy_asgi.ratelimit.cost import CostEstimator
 from ccproxy_asgi.ratelimit.factory import build_rate_limiter

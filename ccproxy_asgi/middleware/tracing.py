@@ -31,7 +31,7 @@ from ccproxy_asgi.observability.tracing import (
     traceparent_of,
     usage_attributes,
 )
-from ccproxy_asgi.plumbing.asgi_io import route_path
+from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 _TRACE_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate", b"baggage": "baggage"}

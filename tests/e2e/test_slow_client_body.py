@@ -16,7 +16,7 @@ import pytest
 from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.context import RequestContext
 from ccproxy_asgi.errors import RequestTimeoutError
-from ccproxy_asgi.plumbing.asgi_io import BODY_READ_TIMEOUT_SECONDS, read_body
+from ccproxy_asgi.plumbing.body import BODY_READ_TIMEOUT_SECONDS, read_body
 from ccproxy_asgi.types import Message
 from tests.support.e2e import CLIENT_KEY, E2E
 

@@ -1,52 +1,22 @@
-"""Small ASGI helpers shared by the endpoint and the layers: body reading, JSON answers, header access."""
+"""The request body: read once per request (bounded in size and time), parsed once, replayed to inner apps.
+
+Whichever layer needs the body first reads it into the request context; the others, and the endpoint,
+take it from there, and an inner app gets it replayed through its `receive`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.context import RequestContext
-from ccproxy_asgi.errors import (
-    InvalidRequestError,
-    ProxyError,
-    RequestTimeoutError,
-    RequestTooLargeError,
-    error_response_parts,
-)
-from ccproxy_asgi.types import Message, Receive, Scope, Send
+from ccproxy_asgi.errors import InvalidRequestError, RequestTimeoutError, RequestTooLargeError
+from ccproxy_asgi.types import Message, Receive
 
 
 class ClientDisconnected(Exception):
     """The client went away before its request body was read."""
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    """The first value of header `name` (lower-case bytes), decoded as latin-1."""
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-def client_key_from(scope: Scope) -> str | None:
-    """The key the client presented, `x-api-key` or `Authorization: Bearer`."""
-    key = header(scope, b"x-api-key")
-    if key:
-        return key
-    auth = header(scope, b"authorization")
-    if auth and auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    return None
-
-
-def route_path(scope: Scope) -> str:
-    """The path below the mount point, whichever convention the server and router use for root_path."""
-    path: str = scope.get("path", "/")
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :] or "/"
-    return path
 
 
 #: Default of `read_body`'s `time_limit` (the `body_read_timeout_seconds` setting).
@@ -120,52 +90,23 @@ def parse_json_body(ctx: RequestContext) -> object:
     return value
 
 
-def replay_receive(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the already-read body to an inner app, then defers to the real one so
-    `http.disconnect` still arrives."""
-    sent = False
+def replay_receive(body: bytes, receive: Receive, pending: Sequence[Message] = ()) -> Receive:
+    """A `receive` that hands the already-read body to an inner app, then `pending` (messages a layer took
+    from `receive` meanwhile), then defers to the real one so `http.disconnect` still arrives."""
+    queue: list[Message] = [{"type": "http.request", "body": body, "more_body": False}, *pending]
 
-    async def wrapped() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+    async def replayed() -> Message:
+        if queue:
+            return queue.pop(0)
         return await receive()
 
-    return wrapped
-
-
-async def send_json(
-    send: Send,
-    status: int,
-    body: bytes,
-    *,
-    request_id: str | None = None,
-    extra_headers: Iterable[tuple[bytes, bytes]] = (),
-) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if request_id is not None:
-        headers.append((b"request-id", request_id.encode("latin-1")))
-    headers.extend(extra_headers)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def send_error(send: Send, error: ProxyError, request_id: str | None) -> None:
-    status, headers, body = error_response_parts(error, request_id)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    return replayed
 
 
 __all__ = [
     "BODY_READ_TIMEOUT_SECONDS",
     "ClientDisconnected",
-    "client_key_from",
-    "header",
     "parse_json_body",
     "read_body",
     "replay_receive",
-    "route_path",
-    "send_error",
-    "send_json",
 ]
