@@ -18,7 +18,8 @@ from ccproxy_asgi import jsonutil
 class ProxyError(Exception):
     """Base of every error the proxy answers a client with.
 
-    `status` and `error_type` follow the Anthropic status table (PROTOCOL.md §5.2). `retry_after` is
+    `status` and `error_type` follow the Anthropic status table
+    (docs/protocol.md#errors-status-and-type). `retry_after` is
     seconds (float) and becomes `retry-after` (whole seconds, rounded up) and `retry-after-ms`.
     `should_retry` becomes `x-should-retry` when not None, which the official SDKs obey over the status.
     """
@@ -124,7 +125,7 @@ DEFAULT_RETRY_AFTER = b"1"
 
 
 def error_body(error_type: str, message: str, request_id: str | None) -> dict[str, Any]:
-    """The Anthropic error envelope (PROTOCOL.md §5.1)."""
+    """The Anthropic error envelope (docs/protocol.md#errors-the-anthropic-envelope)."""
     body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
     if request_id is not None:
         body["request_id"] = request_id
@@ -165,7 +166,7 @@ def error_response_parts(
 
 
 def sse_error_event(error_type: str, message: str, request_id: str | None) -> bytes:
-    """An `event: error` frame for errors after a stream began (PROTOCOL.md §5.5)."""
+    """An `event: error` frame for errors after a stream began (docs/protocol.md#errors-during-a-stream)."""
     payload = jsonutil.dumps(error_body(error_type, message, request_id))
     return b"event: error\ndata: " + payload + b"\n\n"
 

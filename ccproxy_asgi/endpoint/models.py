@@ -1,4 +1,4 @@
-"""`GET /v1/models` and `GET /v1/models/{id}` in the Anthropic shape (PROTOCOL.md §8)."""
+"""`GET /v1/models` and `GET /v1/models/{id}` in the Anthropic shape (docs/protocol.md#models-endpoint)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 - An exception before the response started becomes its envelope: a `ProxyError` with its own status,
   type and retry headers, anything else a 500 `api_error` with a fixed message (never a traceback).
 - An error response of an inner app that is not an envelope (a framework's `{"detail": ...}`, a plain
-  "Not Found", FastAPI's 422 list) is rewritten into one with the status of PROTOCOL.md §5.2; an envelope
+  "Not Found", FastAPI's 422 list) is rewritten into one with the status of
+  docs/protocol.md#errors-status-and-type; an envelope
   without `request_id` gets it.
 - After an SSE stream began, an exception, an unfinished body, or an inner attempt at a second
   `http.response.start` become one `event: error` frame and the end of the stream.
@@ -45,7 +46,8 @@ _MAX_ERROR_BODY = 256 * 1024
 # Headers of an inner error response that the rewritten one must not keep: they describe the old body.
 _BODY_HEADERS = frozenset({b"content-type", b"content-length", b"content-encoding", b"transfer-encoding"})
 
-# Inner status -> (status, error type) on the wire (PROTOCOL.md §5.2, §5.4); unlisted 4xx become 400.
+# Inner status -> (status, error type) on the wire (docs/protocol.md#errors-status-and-type and
+# #errors-upstream-to-client); unlisted 4xx become 400.
 _STATUS_MAP: dict[int, tuple[int, str]] = {
     400: (400, "invalid_request_error"),
     401: (401, "authentication_error"),

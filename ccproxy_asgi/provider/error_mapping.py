@@ -1,4 +1,5 @@
-"""Upstream HTTP errors -> the Anthropic error a client should see (PROTOCOL.md §5.4), in one table.
+"""Upstream HTTP errors -> the Anthropic error a client should see, in one table
+(docs/protocol.md#errors-upstream-to-client).
 
 The upstream may be OpenAI (`{"error": {"message", "type", "code", "param"}}`), vLLM
 (`{"object": "error", "message": ...}`), OpenRouter (`{"error": {"message", "code": 429, "metadata"}}`) or

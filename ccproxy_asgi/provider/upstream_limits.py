@@ -1,4 +1,5 @@
-"""OpenAI `x-ratelimit-*` headers -> Anthropic `anthropic-ratelimit-*` headers (PROTOCOL.md §6.2-6.3), and
+"""OpenAI `x-ratelimit-*` headers -> Anthropic `anthropic-ratelimit-*` headers
+(docs/protocol.md#rate-limit-headers), and
 the wait they imply when an upstream answers 429 without `retry-after`.
 
 Header mappings may come with any spelling of the names (aiohttp keeps the server's): they are read

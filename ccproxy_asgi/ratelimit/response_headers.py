@@ -1,4 +1,5 @@
-"""The `anthropic-ratelimit-*` headers (PROTOCOL.md §6.1) describing a key's window to the client."""
+"""The `anthropic-ratelimit-*` headers describing a key's window to the client
+(docs/protocol.md#rate-limit-headers)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """How a request is translated: per-upstream-model profiles and proxy-wide translation options.
 
-A `ModelProfile` says what one upstream model accepts (PROTOCOL.md §2.1, §2.2, §2.6, §9.5): whether it
+A `ModelProfile` says what one upstream model accepts (docs/protocol.md#model-profiles): whether it
 is a reasoning model, which field carries the token limit, whether `top_k` and `stop` may be sent.
 `default_profile` derives one from the model name; `ProfileResolver` lets configuration override it
 with glob patterns. `TranslationOptions` holds the choices that do not depend on the model.

@@ -1,4 +1,5 @@
-"""Anthropic Messages request → OpenAI Chat Completions request (PROTOCOL.md §1, §2).
+"""Anthropic Messages request → OpenAI Chat Completions request (docs/protocol.md#request-top-level-fields,
+#request-messages).
 
 `translate_request` walks the body once, with plain type checks instead of a model of the whole
 request (this runs on every call, with tens of KB of tools and history), and is therefore also where a

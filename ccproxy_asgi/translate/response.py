@@ -1,4 +1,5 @@
-"""OpenAI `ChatCompletion` → Anthropic `Message` (PROTOCOL.md §3), and the pieces the stream shares.
+"""OpenAI `ChatCompletion` → Anthropic `Message` (docs/protocol.md#response-message), and the pieces the
+stream shares.
 
 Rules where the protocol leaves a choice:
 - Blocks come as thinking (from `reasoning_content`, else `reasoning`; signature `""`) → text → one
@@ -50,7 +51,8 @@ def _count(value: Any) -> int:
 
 
 def usage_from_openai(usage: dict[str, Any] | None) -> dict[str, Any]:
-    """Anthropic usage from OpenAI usage (§3.5); all four counters always present, zero when unknown.
+    """Anthropic usage from OpenAI usage (docs/protocol.md#usage); all four counters always present, zero
+    when unknown.
 
     `input_tokens` excludes cached tokens on the Anthropic side, so cache reads and writes are
     subtracted from `prompt_tokens`. DeepSeek's `prompt_cache_hit_tokens`/`prompt_cache_miss_tokens`

@@ -1,4 +1,5 @@
-"""OpenAI chat-completion chunks → Anthropic stream events, incrementally (PROTOCOL.md §4.4).
+"""OpenAI chat-completion chunks → Anthropic stream events, incrementally
+(docs/protocol.md#streaming-translation).
 
 Guarantees on the output: `event:` lines always; `message_start` first and `message_stop` last; block
 indices 0, 1, 2, … in start order; one block open at a time; every started block stopped; no delta for
@@ -25,7 +26,8 @@ Choices made where the protocol leaves one:
 
 End of stream: the endpoint reads until `done` or upstream EOF, calls `feed_eof`, then checks
 `ended_cleanly` (a `finish_reason` or `[DONE]` was seen). If not, the upstream was cut off and the
-endpoint should send an SSE `error` event instead of `finish()` (PROTOCOL.md §5.5). `finish` itself
+endpoint should send an SSE `error` event instead of `finish()` (docs/protocol.md#errors-during-a-stream).
+`finish` itself
 always closes the message properly, for callers that prefer a synthesized end.
 """
 

@@ -1,6 +1,7 @@
 """Anthropic tools, tool_choice, tool names and tool-call ids → their OpenAI Chat Completions forms.
 
-PROTOCOL.md §1.6, §1.7, §2.5, §2.7. Names and ids are rewritten by pure functions of the original
+docs/protocol.md#tools-and-tool-choice and #tool-names-and-tool-call-ids. Names and ids are rewritten
+by pure functions of the original
 string, so the same request always translates the same way (upstream prompt caches stay warm) and a
 rewritten id is identical wherever it appears (`tool_calls[].id` and `tool_call_id`).
 """

@@ -58,7 +58,7 @@ def test_opens_answers_529_without_calling_upstream_then_heals(
     for _ in range(3):
         with pytest.raises(anthropic.APIStatusError) as failed:
             client.messages.create(**distinct_message())
-        assert failed.value.status_code == 529  # 503 upstream -> 529 overloaded (PROTOCOL.md)
+        assert failed.value.status_code == 529  # 503 -> 529, docs/protocol.md#errors-upstream-to-client
     assert len(upstream.requests()) == 4
     opened_at = time.monotonic()
 

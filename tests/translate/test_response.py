@@ -1,4 +1,4 @@
-"""Non-streaming OpenAI completion → Anthropic Message (PROTOCOL.md §3)."""
+"""Non-streaming OpenAI completion → Anthropic Message (docs/protocol.md#response-message)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def translate(
     return result
 
 
-# ----- §3.3 finish_reason → stop_reason ---------------------------------------------------------------
+# ----- finish_reason → stop_reason (docs/protocol.md#stop-reasons-and-stop-sequences) -----------------
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_vllm_stop_reason_needs_finish_reason_stop() -> None:
     assert translate(body, stop_sequences=["END"])["stop_reason"] == "max_tokens"
 
 
-# ----- §3.4 proxy-side stop sequences -----------------------------------------------------------------
+# ----- proxy-side stop sequences (docs/protocol.md#stop-reasons-and-stop-sequences) -------------------
 
 
 def test_stop_sequence_found_in_text_truncates_it() -> None:
@@ -279,7 +279,7 @@ def test_message_envelope() -> None:
     assert len(generated) == 28
 
 
-# ----- §3.5 usage ------------------------------------------------------------------------------------
+# ----- usage (docs/protocol.md#usage) -----------------------------------------------------------------
 
 
 def test_usage_with_cache_reads_and_writes() -> None:

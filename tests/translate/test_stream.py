@@ -1,4 +1,4 @@
-"""The incremental stream translator (PROTOCOL.md §4.4, §4.5), checked against the official SDK."""
+"""The incremental stream translator (docs/protocol.md#streaming-translation), checked against the SDK."""
 
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def delta_event(out: bytes) -> dict[str, Any]:
     return event
 
 
-# ----- §4.5 worked example --------------------------------------------------------------------------
+# ----- a worked example: text, two tool calls, then the usage chunk -----------------------------------
 
 WORKED_INPUT = """\
 data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}
@@ -168,7 +168,7 @@ data: [DONE]
 
 """  # noqa: E501
 
-# The protocol's expected output, byte for byte, except that usage also carries the zero cache counter
+# The expected output, byte for byte. Its usage carries the zero cache counters too
 # (`cache_creation_input_tokens`, and both counters in message_start): the real API always sends them
 # and JavaScript clients add them up, so leaving them out would give NaN there.
 WORKED_OUTPUT = """\
