@@ -3,17 +3,24 @@
 One mutable object per request, stored in the ASGI scope under `scope["ccproxy"]` and created by whichever
 layer sees the request first. Inner layers write it; outer layers read it after `await self.app(...)`.
 Contextvars are for logging only: a contextvar set inside does not reach the layers outside.
+
+What one module writes and another reads is a typed field of `RequestContext`, so a misspelt name fails
+`mypy` instead of reading None. `extras` is the users' own: this package never reads nor writes it, so an
+application's layers and endpoints can pass their data along there without clashing with ours.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.ids import random_base62
 from ccproxy_asgi.types import Scope
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 SCOPE_KEY = "ccproxy"
 
@@ -40,6 +47,18 @@ AdmissionCheck = Callable[[], Awaitable[None]]
 #: When a guarding layer decides: "on_arrival", before the inner app runs (works with any inner app), or
 #: "deferred", as an admission check run when the provider calls out (this package's endpoint).
 AdmissionMode = Literal["on_arrival", "deferred"]
+
+
+class RateLimitReservation(Protocol):
+    """What the request context shows of the rate limiter's reservation (a `ratelimit.Reservation`)."""
+
+    @property
+    def key(self) -> str:
+        """The limiter key the budget was taken from."""
+
+    @property
+    def waited(self) -> float:
+        """Seconds the request waited in line for budget."""
 
 
 @dataclass(slots=True)
@@ -84,6 +103,25 @@ class RequestContext:
     # Claude Code, 0 on a first attempt); None when it announced none. A client that announces it
     # retries by itself gets retryable upstream statuses back at once (see `ccproxy_asgi.provider.retry`).
     client_retry_count: int | None = None
+    # The Anthropic error type of an error that ended the response after it started (an SSE `error`
+    # event), set by the endpoint; the breaker, the fallback provider, metrics, tracing and the access log
+    # read it, since the status (200) cannot say the request failed.
+    stream_error: str | None = None
+    # The request's `error.type` as the metrics layer derived it (an error type, a status, an exception
+    # name), for the tracing layer's server span.
+    error_type: str | None = None
+    # The breaker key the breaker layer admitted the request under.
+    breaker_key: str | None = None
+    # The rate limiter's reservation for the request, once it was admitted.
+    rate_limit: RateLimitReservation | None = None
+    # The tracing layer's server span, as an OpenTelemetry `Context` the provider parents its attempt spans
+    # on, and that span's W3C `traceparent`, which the provider sends upstream even with no tracer.
+    otel_context: Context | None = None
+    traceparent: str | None = None
+    # When a stream's first-byte budget ends (the provider's clock): set by its first attempt, so retries
+    # share the budget instead of each getting a new one.
+    first_byte_deadline: float | None = None
+    # The application's own data: never read nor written by this package.
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def admit(self) -> None:
@@ -117,6 +155,7 @@ __all__ = [
     "AdmissionCheck",
     "AdmissionMode",
     "new_request_id",
+    "RateLimitReservation",
     "RequestContext",
     "UpstreamAttempt",
     "Usage",

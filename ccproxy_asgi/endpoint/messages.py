@@ -164,7 +164,7 @@ class MessagesHandler:
                 # Past the 200 an error can only be an SSE `error` event; the stream then ends.
                 logger.warning("stream failed after start: %s", exc.message)
                 final = sse_error_event(exc.error_type, exc.message, ctx.request_id)
-                ctx.extras["stream_error"] = exc.error_type
+                ctx.stream_error = exc.error_type
             except BaseException:
                 await writer.abort()  # cancelled (client gone) or a bug: nothing more goes out
                 raise

@@ -7,7 +7,7 @@ breaker: it gets its own 4xx (see `admission`). Everything else (other routes, l
 passes straight through.
 
 After the inner app returns, the request's outcome is read from what the provider and the endpoint
-recorded on the request context (`ctx.attempts`, `ctx.extras["stream_error"]`) and from whether the
+recorded on the request context (`ctx.attempts`, `ctx.stream_error`) and from whether the
 response reached its end, and reported to the breaker: exactly once per admitted request, so a probe that
 proved nothing still gives its half-open slot back.
 
@@ -39,8 +39,6 @@ logger = logging.getLogger("ccproxy_asgi.breaker")
 
 BreakerKeyMode = Literal["upstream", "upstream_model"]
 UPSTREAM_HEADER = "x-ccproxy-upstream"
-#: Set on the request context to the breaker key the request was admitted under.
-BREAKER_KEY = "breaker_key"
 
 
 def is_messages_call(scope: Scope) -> bool:
@@ -163,7 +161,7 @@ class CircuitBreakerMiddleware:
                 retry_after=ticket.retry_after,
             )
         ctx.probe = ticket.probe is not None
-        ctx.extras[BREAKER_KEY] = key
+        ctx.breaker_key = key
         return ticket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -236,7 +234,7 @@ class CircuitBreakerMiddleware:
                 try:
                     outcome = self.breaker.outcome_of(
                         ctx.attempts[first_attempt:],
-                        stream_error=ctx.extras.get("stream_error"),
+                        stream_error=ctx.stream_error,
                         error_status=status if status is not None and status >= 400 else None,
                         completed=completed,
                     )
@@ -245,7 +243,6 @@ class CircuitBreakerMiddleware:
 
 
 __all__ = [
-    "BREAKER_KEY",
     "UPSTREAM_HEADER",
     "BreakerKeyMode",
     "CircuitBreakerMiddleware",

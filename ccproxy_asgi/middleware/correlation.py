@@ -169,7 +169,7 @@ class CorrelationMiddleware:
                 "input_tokens": None if usage is None else usage.input_tokens,
                 "output_tokens": None if usage is None else usage.output_tokens,
                 "attempts": len(ctx.attempts),
-                "stream_error": ctx.extras.get("stream_error"),
+                "stream_error": ctx.stream_error,
                 "request_id": ctx.request_id,
             },
         )

@@ -23,7 +23,6 @@ from ccproxy_asgi.context import RequestContext, get_context
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.otel import OTelMetrics
 from ccproxy_asgi.observability.record import RequestRecord, http_method, http_route, is_chat, measurements
-from ccproxy_asgi.observability.tracing import ERROR_TYPE_KEY
 from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -188,9 +187,8 @@ class MetricsMiddleware:
         if error_body is not None:
             error_type = _envelope_type(error_body)
         if error_type is None:
-            stream_error = ctx.extras.get("stream_error")
-            if isinstance(stream_error, str):
-                error_type = stream_error
+            if ctx.stream_error is not None:
+                error_type = ctx.stream_error
             elif status is not None and status >= 400:
                 error_type = str(status)
             elif failure is not None:
@@ -199,7 +197,7 @@ class MetricsMiddleware:
                 error_type = "no_response"
         record.error_type = error_type
         if error_type is not None:
-            ctx.extras[ERROR_TYPE_KEY] = error_type
+            ctx.error_type = error_type  # for the server span
 
 
 __all__ = ["MetricsMiddleware"]

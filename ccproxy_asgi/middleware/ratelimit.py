@@ -133,7 +133,7 @@ class TokenRateLimitMiddleware:
             return
         if reservation is None:
             return
-        ctx.extras["ratelimit"] = reservation
+        ctx.rate_limit = reservation
         await self._serve(scope, _replay(body, pending, receive), send, ctx, lambda: reservation)
 
     async def _serve_deferred(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
@@ -150,7 +150,7 @@ class TokenRateLimitMiddleware:
             first = await self.limiter.try_acquire(key, cost)
             taken = first if isinstance(first, Reservation) else await self.limiter.wait(first)
             reservation = taken
-            ctx.extras["ratelimit"] = taken
+            ctx.rate_limit = taken
 
         # First in line, ahead of the checks of layers further out (the breaker's): a request queued
         # for budget must not hold a breaker probe slot while it waits.

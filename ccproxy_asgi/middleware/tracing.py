@@ -23,9 +23,6 @@ from ccproxy_asgi.context import RequestContext, get_context
 from ccproxy_asgi.observability import semconv as sc
 from ccproxy_asgi.observability.record import http_route, is_chat
 from ccproxy_asgi.observability.tracing import (
-    CONTEXT_KEY,
-    ERROR_TYPE_KEY,
-    TRACEPARENT_KEY,
     W3C_PROPAGATOR,
     get_tracer,
     traceparent_of,
@@ -93,10 +90,10 @@ class TracingMiddleware:
             attributes=attributes,
         )
         span_context = trace.set_span_in_context(span, parent)
-        ctx.extras[CONTEXT_KEY] = span_context
+        ctx.otel_context = span_context
         traceparent = traceparent_of(span_context)
         if traceparent is not None:
-            ctx.extras[TRACEPARENT_KEY] = traceparent
+            ctx.traceparent = traceparent
         status: int | None = None
 
         async def traced_send(message: Message) -> None:
@@ -137,10 +134,7 @@ class TracingMiddleware:
             if ctx.stop_reason:
                 attributes[sc.FINISH_REASONS] = [ctx.stop_reason]
             attributes.update(usage_attributes(ctx))
-        error_type = ctx.extras.get(ERROR_TYPE_KEY)
-        if not isinstance(error_type, str):
-            stream_error = ctx.extras.get("stream_error")
-            error_type = stream_error if isinstance(stream_error, str) else None
+        error_type = ctx.error_type if ctx.error_type is not None else ctx.stream_error
         if error_type is None and status is not None and status >= 500:
             error_type = str(status)
         if error_type is not None:

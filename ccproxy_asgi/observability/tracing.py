@@ -1,9 +1,9 @@
 """Tracing helpers: W3C trace context in and out, and one client span per upstream attempt.
 
 The server span of a request (started by `TracingMiddleware`) is kept on the request context as an
-OpenTelemetry `Context` (`ctx.extras[CONTEXT_KEY]`), so the provider parents its attempt spans on it
-whatever task it runs in, and its `traceparent` is put in `ctx.extras["traceparent"]`, which the provider
-sends upstream even when it has no tracer of its own.
+OpenTelemetry `Context` (`ctx.otel_context`), so the provider parents its attempt spans on it whatever
+task it runs in, and its `traceparent` is put in `ctx.traceparent`, which the provider sends upstream even
+when it has no tracer of its own.
 
 With no SDK installed the API's tracer hands back the parent's span (or an invalid one) and nothing is
 recorded; the client's `traceparent` then still reaches the upstream unchanged, so the trace stays whole
@@ -28,12 +28,6 @@ from ccproxy_asgi.observability.record import upstream_address
 from ccproxy_asgi.upstream.base import AsyncClosing, UpstreamClient, UpstreamResponse
 
 TRACER_NAME = "ccproxy_asgi"
-#: `ctx.extras` key of the OpenTelemetry `Context` holding the request's server span.
-CONTEXT_KEY = "otel_context"
-#: `ctx.extras` key the provider reads the upstream `traceparent` from.
-TRACEPARENT_KEY = "traceparent"
-#: `ctx.extras` key where the metrics layer leaves the request's `error.type` for the server span.
-ERROR_TYPE_KEY = "error_type"
 
 W3C_PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -44,8 +38,8 @@ def get_tracer(tracer_provider: TracerProvider | None = None) -> Tracer:
 
 
 def request_otel_context(ctx: RequestContext) -> Context | None:
-    value = ctx.extras.get(CONTEXT_KEY)
-    return value if isinstance(value, Context) else None
+    """The OpenTelemetry `Context` of the request's server span, None when no tracing layer started one."""
+    return ctx.otel_context
 
 
 def traceparent_of(context: Context) -> str | None:
@@ -126,8 +120,8 @@ class TracedResponse(AsyncClosing):
         self._ended = True
         span = self._span
         if span.is_recording():
-            stream_error = self._ctx.extras.get("stream_error")
-            if self._response.status < 400 and isinstance(stream_error, str):
+            stream_error = self._ctx.stream_error
+            if self._response.status < 400 and stream_error is not None:
                 _fail(span, stream_error)
             span.set_attributes(usage_attributes(self._ctx))
         span.end()
@@ -185,9 +179,6 @@ async def traced_send(
 
 
 __all__ = [
-    "CONTEXT_KEY",
-    "ERROR_TYPE_KEY",
-    "TRACEPARENT_KEY",
     "TRACER_NAME",
     "W3C_PROPAGATOR",
     "TracedResponse",

@@ -187,7 +187,7 @@ class FallbackProvider:
                 completed = True
             finally:
                 outcome = self._breaker.outcome_of(
-                    ctx.attempts[first:], stream_error=ctx.extras.get("stream_error"), completed=completed
+                    ctx.attempts[first:], stream_error=ctx.stream_error, completed=completed
                 )
                 await self._breaker.record(ticket, outcome)
 

@@ -89,9 +89,8 @@ class OpenAIProvider:
             headers["authorization"] = f"Bearer {key}"
         if ctx.request_id:
             headers["x-request-id"] = ctx.request_id
-        traceparent = ctx.extras.get("traceparent")
-        if isinstance(traceparent, str):
-            headers["traceparent"] = traceparent
+        if ctx.traceparent is not None:
+            headers["traceparent"] = ctx.traceparent
         return headers
 
     async def _send(
@@ -110,9 +109,9 @@ class OpenAIProvider:
             now = self._clock()
             deadline = now + config.first_byte_timeout
             if attempt == 0:
-                ctx.extras["first_byte_deadline"] = deadline
-            else:
-                deadline = float(ctx.extras.get("first_byte_deadline", deadline))
+                ctx.first_byte_deadline = deadline
+            elif ctx.first_byte_deadline is not None:
+                deadline = ctx.first_byte_deadline
             left = deadline - now
             if left <= 0:
                 raise FirstByteTimeoutError(

@@ -193,7 +193,7 @@ async def test_a_stream_the_upstream_left_silent_counts_but_a_finished_one_reset
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"event: message_start\n\n", "more_body": True})
             if cut:  # the upstream went silent mid-stream: the idle read timeout ended it
-                ctx.extras["stream_error"] = "timeout_error"
+                ctx.stream_error = "timeout_error"
             await send({"type": "http.response.body", "body": b""})
 
         return behaviour
@@ -273,7 +273,7 @@ async def test_names_the_upstream_and_records_the_key() -> None:
     seen: list[Any] = []
 
     async def behaviour(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(get_context(scope).extras["breaker_key"])
+        seen.append(get_context(scope).breaker_key)
         await answer(200)(scope, receive, send)
 
     endpoint.behaviour = behaviour

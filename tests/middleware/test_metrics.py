@@ -150,7 +150,7 @@ async def test_an_error_event_in_a_stream_is_the_error_type() -> None:
     assert layer.collector.value(sc.GENAI_DURATION, (*GENAI, "overloaded_error")) == 1
     assert layer.collector.outcomes.counts() == (1, 1)
     assert layer.collector.ttft.count() == 0
-    assert get_context(request).extras["error_type"] == "overloaded_error"  # for the server span
+    assert get_context(request).error_type == "overloaded_error"  # for the server span
 
 
 async def test_an_error_envelope_names_the_error_type() -> None:

@@ -18,7 +18,7 @@ from ccproxy_asgi.context import RequestContext, Usage, get_context
 from ccproxy_asgi.errors import UpstreamTimeoutError
 from ccproxy_asgi.middleware.metrics import MetricsMiddleware
 from ccproxy_asgi.middleware.tracing import TracingMiddleware
-from ccproxy_asgi.observability.tracing import CONTEXT_KEY, get_tracer
+from ccproxy_asgi.observability.tracing import get_tracer
 from ccproxy_asgi.provider.openai import OpenAIProvider
 from ccproxy_asgi.provider.retry import RetryPolicy
 from ccproxy_asgi.tokens.counter import TokenCounter
@@ -227,11 +227,11 @@ async def test_without_an_sdk_the_clients_traceparent_reaches_the_upstream_uncha
     scope = request_scope([(b"traceparent", TRACEPARENT.encode())])
     await run(TracingMiddleware(endpoint, tracer_provider=NoOpTracerProvider()), scope)
     assert client.sent[0][0]["traceparent"] == TRACEPARENT
-    assert get_context(scope).extras["traceparent"] == TRACEPARENT
+    assert get_context(scope).traceparent == TRACEPARENT
 
     # A provider with no tracer at all still sends what the tracing layer left on the context.
     untraced = FakeClient(FakeResponse(200))
-    ctx = RequestContext(extras={"traceparent": TRACEPARENT})
+    ctx = RequestContext(traceparent=TRACEPARENT)
     await provider(untraced).complete(PAYLOAD, ctx)
     assert untraced.sent[0][0]["traceparent"] == TRACEPARENT
 
@@ -250,7 +250,7 @@ async def test_no_incoming_trace_starts_a_new_one(
     assert span.parent is None
     assert span.name == "GET /v1/models"
     assert span.context is not None
-    sent_upstream = get_context(scope).extras["traceparent"]
+    sent_upstream = get_context(scope).traceparent
     assert sent_upstream.startswith(f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-")
     assert "gen_ai.operation.name" not in (span.attributes or {})
 
@@ -303,14 +303,14 @@ async def test_an_attempt_span_ends_on_a_transport_error_and_on_close(
         assert len(exporter.get_finished_spans()) == 1  # the timed-out attempt; the stream's is open
         chunks = [chunk async for chunk in response.aiter_bytes()]
         ctx.usage = Usage(input_tokens=3, output_tokens=2)
-        ctx.extras["stream_error"] = "api_error"
+        ctx.stream_error = "api_error"
     assert chunks == [b"data: a\n\n", b"data: b\n\n"]
     timed_out, streamed = exporter.get_finished_spans()
     assert (timed_out.attributes or {})["error.type"] == "UpstreamTimeoutError"
     assert [event.name for event in timed_out.events] == ["exception"]
     assert (streamed.attributes or {})["gen_ai.usage.output_tokens"] == 2
     assert (streamed.attributes or {})["error.type"] == "api_error"  # cut mid-stream
-    assert CONTEXT_KEY not in ctx.extras  # no server span here: the attempts are roots
+    assert ctx.otel_context is None  # no server span here: the attempts are roots
 
 
 async def test_the_adaptive_read_timeout_is_passed_to_each_attempt() -> None:

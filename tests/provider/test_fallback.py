@@ -213,7 +213,7 @@ async def test_streams_fall_back_before_the_first_byte_and_report_cuts_after(
     ctx = context()
     async with provider.stream(PAYLOAD, ctx) as response:
         assert response == SECONDARY  # type: ignore[comparison-overlap]
-        ctx.extras["stream_error"] = "api_error"  # the endpoint saw the upstream cut the stream
+        ctx.stream_error = "api_error"  # the endpoint saw the upstream cut the stream
     assert ctx.upstream_name == "secondary"
     assert breaker.stats()[SECONDARY].request_errors == 1  # this response broke; the upstream is up
     ctx = context()
