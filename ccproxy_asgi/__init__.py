@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ccproxy_asgi._version import __version__
 
 if TYPE_CHECKING:
     from ccproxy_asgi.app import create_app

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
-from ccproxy_asgi import __version__
+from ccproxy_asgi._version import __version__
 from ccproxy_asgi.app.settings import Settings, describe_validation_error, env_name
 
 EXIT_OK = 0

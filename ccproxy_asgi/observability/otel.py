@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider, Observation
 
-from ccproxy_asgi import __version__
+from ccproxy_asgi._version import __version__
 from ccproxy_asgi.observability import semconv as sc
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.record import Measurement, RequestRecord, measurements

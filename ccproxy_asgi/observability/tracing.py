@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from ccproxy_asgi import __version__
+from ccproxy_asgi._version import __version__
 from ccproxy_asgi.context import RequestContext
 from ccproxy_asgi.observability import semconv as sc
 from ccproxy_asgi.observability.record import upstream_address

@@ -16,7 +16,8 @@ from typing import Any
 from opentelemetry.trace import Tracer
 from pydantic import SecretStr
 
-from ccproxy_asgi import __version__, jsonutil
+from ccproxy_asgi import jsonutil
+from ccproxy_asgi._version import __version__
 from ccproxy_asgi.context import RequestContext, UpstreamAttempt
 from ccproxy_asgi.errors import FirstByteTimeoutError, ProxyError, UpstreamError
 from ccproxy_asgi.headers import Headers

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from ccproxy_asgi import __version__
+from ccproxy_asgi._version import __version__
 
 DEFAULT_USER_AGENT = f"ccproxy-asgi/{__version__}"
 
