@@ -22,7 +22,8 @@ DEFAULT_USER_AGENT = f"ccproxy-asgi/{__version__}"
 class HTTPClientConfig:
     """Pool limits and timeouts of an upstream HTTP client (all times in seconds).
 
-    The defaults avoid the two classic traps (PEERS.md): httpx's 5 s timeouts / 20 keep-alive connections
+    The defaults avoid the two classic traps (docs/protocol.md#upstream-http-client-defaults): httpx's 5 s
+    timeouts / 20 keep-alive connections
     that fail under load or mid-generation, and aiohttp's 300 s *total* timeout that kills long streams.
     There is deliberately no total timeout: a stream may last as long as it keeps producing bytes.
 
