@@ -7,19 +7,9 @@ import logging
 import pytest
 
 from ccproxy_asgi.log_throttle import ThrottledLog
+from tests.support.manual_clock import ManualClock
 
 LOGGER = "tests.log_throttle"
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

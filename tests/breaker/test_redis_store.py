@@ -19,7 +19,7 @@ from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.breaker import BreakerPolicy, CircuitBreaker, Outcome, State, build_breaker
 from ccproxy_asgi.breaker.memory_store import MemoryBreakerStore
 from ccproxy_asgi.breaker.redis_store import RedisBreakerStore
-from tests.support.breaker_support import FakeClock
+from tests.support.manual_clock import ManualClock
 from tests.support.proxy_server import free_port
 from tests.support.redis_server import RedisServer, redis_server_fixture, require_redis_server
 
@@ -36,11 +36,11 @@ def fast_client(url: str) -> Redis:
 @pytest.fixture
 async def two_processes(
     redis_server: RedisServer,
-) -> AsyncIterator[tuple[CircuitBreaker, CircuitBreaker, FakeClock]]:
+) -> AsyncIterator[tuple[CircuitBreaker, CircuitBreaker, ManualClock]]:
     """Two breakers with their own Redis connections on one prefix, as two proxy processes would be."""
     redis_url = redis_server.url
     prefix = redis_server.unique_prefix() + ":"
-    clock = FakeClock(time.time())
+    clock = ManualClock(time.time())
     first, second = (
         CircuitBreaker(policy=POLICY, store=RedisBreakerStore(fast_client(redis_url), prefix=prefix), clock=clock)
         for _ in range(2)
@@ -51,7 +51,7 @@ async def two_processes(
 
 
 async def test_one_process_trips_and_the_other_refuses(
-    two_processes: tuple[CircuitBreaker, CircuitBreaker, FakeClock],
+    two_processes: tuple[CircuitBreaker, CircuitBreaker, ManualClock],
 ) -> None:
     first, second, clock = two_processes
     for _ in range(2):
@@ -73,7 +73,7 @@ async def test_one_process_trips_and_the_other_refuses(
 
 
 async def test_failures_from_several_processes_add_up(
-    two_processes: tuple[CircuitBreaker, CircuitBreaker, FakeClock],
+    two_processes: tuple[CircuitBreaker, CircuitBreaker, ManualClock],
 ) -> None:
     first, second, _ = two_processes
     await first.record(await first.acquire(KEY), Outcome.FAILURE)
@@ -85,7 +85,7 @@ async def test_keys_share_one_hash_tag_and_expire(redis_server: RedisServer) -> 
     redis_url = redis_server.url
     prefix = redis_server.unique_prefix() + ":"
     store = RedisBreakerStore(fast_client(redis_url), prefix=prefix)
-    breaker = CircuitBreaker(policy=POLICY, store=store, clock=FakeClock(time.time()))
+    breaker = CircuitBreaker(policy=POLICY, store=store, clock=ManualClock(time.time()))
     state_key, probes_key, failed_key = store.redis_keys(KEY)
     tag = state_key[state_key.index("{") : state_key.index("}") + 1]
     for other in (probes_key, failed_key):
@@ -127,7 +127,7 @@ async def test_redis_outage_degrades_to_the_local_breaker_and_recovers(
     own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ccproxy_asgi.breaker")
-    clock = FakeClock(time.time())
+    clock = ManualClock(time.time())
     local = MemoryBreakerStore()
     store = RedisBreakerStore(
         fast_client(own_redis.url), prefix=own_redis.unique_prefix() + ":", retry_interval=10, local=local
@@ -170,7 +170,7 @@ async def test_redis_outage_degrades_to_the_local_breaker_and_recovers(
 
 async def test_allow_mode_lets_everything_through_while_redis_is_down() -> None:
     store = RedisBreakerStore(fast_client(f"redis://127.0.0.1:{free_port()}/0"), failure_mode="allow")
-    breaker = CircuitBreaker(policy=POLICY, store=store, clock=FakeClock(time.time()))
+    breaker = CircuitBreaker(policy=POLICY, store=store, clock=ManualClock(time.time()))
     for _ in range(5):
         ticket = await breaker.acquire(KEY)
         assert ticket.allowed

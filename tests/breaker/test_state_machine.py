@@ -24,7 +24,7 @@ from ccproxy_asgi.breaker import (
     Transition,
     upstream_key,
 )
-from tests.support.breaker_support import FakeClock
+from tests.support.manual_clock import ManualClock
 from tests.support.redis_server import RedisServer, redis_server_fixture
 
 redis_server = redis_server_fixture()
@@ -34,7 +34,7 @@ MakeBreaker = Callable[..., CircuitBreaker]
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def make_breaker(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[MakeBreaker]:
+async def make_breaker(request: pytest.FixtureRequest, clock: ManualClock) -> AsyncIterator[MakeBreaker]:
     """A factory of breakers on one store (one per test): `make_breaker(**policy)`."""
     stores: list[BreakerStore] = []
     if request.param == "memory":
@@ -63,8 +63,8 @@ async def make_breaker(request: pytest.FixtureRequest, clock: FakeClock) -> Asyn
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 async def fail(breaker: CircuitBreaker, times: int = 1, key: str = KEY) -> list[Ticket]:
@@ -88,7 +88,7 @@ async def state(breaker: CircuitBreaker, key: str = KEY) -> State:
     return (await breaker.snapshot(key)).state
 
 
-async def test_opens_after_n_consecutive_failures(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+async def test_opens_after_n_consecutive_failures(make_breaker: MakeBreaker, clock: ManualClock) -> None:
     breaker = make_breaker(failure_threshold=3, recovery_seconds=10)
     await fail(breaker, 2)
     assert await state(breaker) is State.CLOSED
@@ -141,7 +141,7 @@ async def test_opens_on_failure_ratio_only_with_enough_requests(make_breaker: Ma
 
 
 async def test_failure_ratio_forgets_outcomes_older_than_the_window(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(failure_threshold=100, failure_ratio=0.5, min_requests=4, window_seconds=10)
     await fail(breaker, 3)
@@ -153,7 +153,7 @@ async def test_failure_ratio_forgets_outcomes_older_than_the_window(
 
 
 async def test_half_open_after_recovery_then_closes_on_probe_success(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(failure_threshold=1, recovery_seconds=5)
     await fail(breaker)
@@ -175,7 +175,7 @@ async def test_half_open_after_recovery_then_closes_on_probe_success(
 
 
 async def test_probe_failure_reopens_with_growing_capped_recovery(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(
         failure_threshold=1, recovery_seconds=10, recovery_growth=2, max_recovery_seconds=25
@@ -202,7 +202,7 @@ async def test_probe_failure_reopens_with_growing_capped_recovery(
     assert (await breaker.snapshot(KEY)).retry_after == pytest.approx(10)
 
 
-async def test_k_probes_at_most_and_m_successes_to_close(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+async def test_k_probes_at_most_and_m_successes_to_close(make_breaker: MakeBreaker, clock: ManualClock) -> None:
     breaker = make_breaker(failure_threshold=1, recovery_seconds=1, half_open_max_probes=2, half_open_successes=3)
     await fail(breaker)
     clock.advance(1)
@@ -222,7 +222,7 @@ async def test_k_probes_at_most_and_m_successes_to_close(make_breaker: MakeBreak
 
 
 async def test_concurrent_acquires_let_exactly_k_probes_through(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(failure_threshold=1, recovery_seconds=1, half_open_max_probes=3)
     await fail(breaker)
@@ -241,7 +241,7 @@ async def test_concurrent_acquires_let_exactly_k_probes_through(
 
 
 async def test_neutral_probe_releases_its_slot_without_deciding(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(failure_threshold=1, recovery_seconds=1)
     await fail(breaker)
@@ -257,7 +257,7 @@ async def test_neutral_probe_releases_its_slot_without_deciding(
 
 
 async def test_a_probe_that_never_reports_is_reclaimed_after_its_lease(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(failure_threshold=1, recovery_seconds=1, probe_lease_seconds=30)
     await fail(breaker)
@@ -274,7 +274,7 @@ async def test_a_probe_that_never_reports_is_reclaimed_after_its_lease(
 
 
 async def test_outcomes_of_requests_admitted_before_a_change_are_ignored(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(failure_threshold=2, recovery_seconds=1)
     slow = [await breaker.acquire(KEY) for _ in range(3)]
@@ -310,7 +310,7 @@ async def test_keys_are_independent(make_breaker: MakeBreaker) -> None:
 
 
 async def test_transitions_are_logged_counted_and_announced(
-    make_breaker: MakeBreaker, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    make_breaker: MakeBreaker, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     breaker = make_breaker(failure_threshold=2, recovery_seconds=3)
     seen: list[Transition] = []
@@ -339,7 +339,7 @@ async def test_transitions_are_logged_counted_and_announced(
     assert [s.key for s in await breaker.snapshots()] == [KEY]
 
 
-async def test_recovery_cycle_after_the_upstream_heals(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+async def test_recovery_cycle_after_the_upstream_heals(make_breaker: MakeBreaker, clock: ManualClock) -> None:
     breaker = make_breaker(failure_threshold=3, recovery_seconds=2, half_open_successes=2, half_open_max_probes=1)
     await fail(breaker, 3)
     clock.advance(2)
@@ -371,7 +371,7 @@ def test_policy_validates_and_computes_recovery() -> None:
             BreakerPolicy(**bad)
 
 
-async def test_the_memory_store_forgets_least_recently_used_closed_keys(clock: FakeClock) -> None:
+async def test_the_memory_store_forgets_least_recently_used_closed_keys(clock: ManualClock) -> None:
     store = MemoryBreakerStore(max_keys=3)
     breaker = CircuitBreaker(policy=BreakerPolicy(failure_threshold=1), store=store, clock=clock)
     await fail(breaker, key="open")
@@ -407,7 +407,7 @@ async def test_a_request_retried_by_its_client_counts_once(make_breaker: MakeBre
     assert await state(breaker) is State.OPEN  # distinct failing requests still count
 
 
-async def test_a_repeat_counts_again_once_forgotten(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+async def test_a_repeat_counts_again_once_forgotten(make_breaker: MakeBreaker, clock: ManualClock) -> None:
     breaker = make_breaker(failure_threshold=2, repeat_memory_seconds=30)
     await fail_as(breaker, "same")
     clock.advance(10)
@@ -458,7 +458,7 @@ async def test_a_dead_upstream_still_trips_fast_at_any_traffic(make_breaker: Mak
 
 
 async def test_alone_an_open_breaker_lets_one_probe_through_per_interval(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(failure_threshold=2, recovery_seconds=30, open_probe_interval_seconds=1)
     for index in range(2):
@@ -480,7 +480,7 @@ async def test_alone_an_open_breaker_lets_one_probe_through_per_interval(
 
 
 async def test_alone_a_failed_probe_keeps_it_open_without_growing_the_recovery(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(failure_threshold=2, recovery_seconds=30, recovery_growth=2.0)
     for index in range(2):
@@ -497,7 +497,7 @@ async def test_alone_a_failed_probe_keeps_it_open_without_growing_the_recovery(
     assert (await breaker.acquire(KEY, fingerprint="probe-2", alone=True)).allowed
 
 
-async def test_a_request_known_to_fail_is_never_a_probe(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+async def test_a_request_known_to_fail_is_never_a_probe(make_breaker: MakeBreaker, clock: ManualClock) -> None:
     breaker = make_breaker(failure_threshold=2, recovery_seconds=10)
     await fail_as(breaker, "poisoned")
     await fail_as(breaker, "down")
@@ -512,7 +512,7 @@ async def test_a_request_known_to_fail_is_never_a_probe(make_breaker: MakeBreake
 
 
 async def test_probes_let_through_while_open_carry_over_into_half_open(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(failure_threshold=1, recovery_seconds=5, open_probe_interval_seconds=1)
     await fail_as(breaker, "down")
@@ -551,7 +551,7 @@ async def test_request_errors_count_toward_the_failure_ratio(make_breaker: MakeB
 
 
 async def test_a_probe_ending_in_a_request_error_decides_nothing(
-    make_breaker: MakeBreaker, clock: FakeClock
+    make_breaker: MakeBreaker, clock: ManualClock
 ) -> None:
     breaker = make_breaker(failure_threshold=1, recovery_seconds=5)
     await fail_as(breaker, "down")

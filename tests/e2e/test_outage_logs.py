@@ -15,18 +15,11 @@ import pytest
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.health import HealthMonitor, ping_check
 from ccproxy_asgi.ratelimit.redis_store import RedisStore
+from tests.support.manual_clock import ManualClock
 from tests.support.redis_server import RedisServer, require_redis_server
 
 HEALTH = "ccproxy_asgi.health"
 STORE = "ccproxy_asgi.ratelimit.redis"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Switch:
@@ -46,9 +39,9 @@ def messages(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
 
 
 @pytest.fixture
-def health(caplog: pytest.LogCaptureFixture) -> tuple[HealthMonitor, Switch, Switch, Clock]:
+def health(caplog: pytest.LogCaptureFixture) -> tuple[HealthMonitor, Switch, Switch, ManualClock]:
     caplog.set_level(logging.DEBUG, HEALTH)
-    clock = Clock()
+    clock = ManualClock()
     upstream, store = Switch(), Switch()
     monitor = HealthMonitor(
         MetricsCollector(),
@@ -61,25 +54,25 @@ def health(caplog: pytest.LogCaptureFixture) -> tuple[HealthMonitor, Switch, Swi
 
 
 async def test_a_failing_check_is_logged_once_not_per_probe(
-    health: tuple[HealthMonitor, Switch, Switch, Clock], caplog: pytest.LogCaptureFixture
+    health: tuple[HealthMonitor, Switch, Switch, ManualClock], caplog: pytest.LogCaptureFixture
 ) -> None:
     monitor, _, store, clock = health
     assert (await monitor.readiness()).ready
     store.ok = False
     for _ in range(50):
-        clock.now += 1.0
+        clock.advance(1.0)
         assert not (await monitor.readiness()).ready
     lines = messages(caplog, HEALTH)
     assert lines == ["not ready: readiness check failing: ratelimit_store"]
     store.ok = True
     for _ in range(10):
-        clock.now += 1.0
+        clock.advance(1.0)
         assert (await monitor.readiness()).ready
     assert messages(caplog, HEALTH)[1:] == ["readiness checks all passing again"]
 
 
 async def test_the_line_names_what_fails_and_why(
-    health: tuple[HealthMonitor, Switch, Switch, Clock], caplog: pytest.LogCaptureFixture
+    health: tuple[HealthMonitor, Switch, Switch, ManualClock], caplog: pytest.LogCaptureFixture
 ) -> None:
     monitor, upstream, store, _ = health
     upstream.ok = None  # raises
@@ -91,12 +84,12 @@ async def test_the_line_names_what_fails_and_why(
 
 
 async def test_a_flapping_check_is_throttled_with_a_count(
-    health: tuple[HealthMonitor, Switch, Switch, Clock], caplog: pytest.LogCaptureFixture
+    health: tuple[HealthMonitor, Switch, Switch, ManualClock], caplog: pytest.LogCaptureFixture
 ) -> None:
     monitor, _, store, clock = health
     for _ in range(100):  # fails and passes on alternate probes, one a second
         store.ok = not store.ok
-        clock.now += 1.0
+        clock.advance(1.0)
         await monitor.readiness()
     lines = messages(caplog, HEALTH)
     # In 100 s at most one line per direction per minute: the first two, then one more of each.

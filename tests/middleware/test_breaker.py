@@ -18,7 +18,7 @@ from ccproxy_asgi.breaker import BreakerPolicy, CircuitBreaker, Outcome, State
 from ccproxy_asgi.context import UpstreamAttempt, get_context
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware, UpstreamHeaderMiddleware
 from ccproxy_asgi.types import Message, Receive, Scope, Send
-from tests.support.breaker_support import FakeClock
+from tests.support.manual_clock import ManualClock
 
 UPSTREAM = "http://user:secret@upstream.test/v1/"
 KEY = "http://upstream.test/v1"
@@ -58,7 +58,7 @@ def answer(upstream_status: int | None, *, client_status: int | None = None, err
     return behaviour
 
 
-def breaker(clock: FakeClock, **policy: Any) -> CircuitBreaker:
+def breaker(clock: ManualClock, **policy: Any) -> CircuitBreaker:
     return CircuitBreaker(policy=BreakerPolicy(**policy), clock=clock)
 
 
@@ -85,7 +85,7 @@ async def post(app: Any, path: str = "/v1/messages", body: bytes | None = None) 
 
 
 async def test_opens_after_upstream_failures_and_answers_529_without_calling_inside() -> None:
-    clock, endpoint = FakeClock(), FakeEndpoint()
+    clock, endpoint = ManualClock(), FakeEndpoint()
     cb = breaker(clock, failure_threshold=3, recovery_seconds=12.5)
     app = layer(endpoint, cb)
     endpoint.behaviour = answer(503)
@@ -107,7 +107,7 @@ async def test_opens_after_upstream_failures_and_answers_529_without_calling_ins
 
 async def test_only_messages_posts_are_gated() -> None:
     endpoint = FakeEndpoint()
-    cb = breaker(FakeClock(), failure_threshold=1)
+    cb = breaker(ManualClock(), failure_threshold=1)
     app = layer(endpoint, cb)
     endpoint.behaviour = answer(503)
     await post(app)
@@ -134,7 +134,7 @@ async def test_only_messages_posts_are_gated() -> None:
 
 async def test_client_errors_and_local_rejections_never_open_it() -> None:
     endpoint = FakeEndpoint()
-    cb = breaker(FakeClock(), failure_threshold=2)
+    cb = breaker(ManualClock(), failure_threshold=2)
     app = layer(endpoint, cb)
     for behaviour in (answer(400), answer(404), answer(422), answer(429), answer(None, client_status=429),
                       answer(None, client_status=400)):
@@ -148,7 +148,7 @@ async def test_client_errors_and_local_rejections_never_open_it() -> None:
 
 async def test_timeouts_connection_errors_and_silences_after_the_200_count() -> None:
     endpoint = FakeEndpoint()
-    cb = breaker(FakeClock(), failure_threshold=3)
+    cb = breaker(ManualClock(), failure_threshold=3)
     app = layer(endpoint, cb)
     for behaviour in (
         answer(None, error="UpstreamTimeoutError", client_status=504),
@@ -162,7 +162,7 @@ async def test_timeouts_connection_errors_and_silences_after_the_200_count() -> 
 
 async def test_request_errors_count_in_the_window_but_never_in_a_run() -> None:
     endpoint = FakeEndpoint()
-    cb = breaker(FakeClock(), failure_threshold=2, min_requests=6, failure_ratio=0.5)
+    cb = breaker(ManualClock(), failure_threshold=2, min_requests=6, failure_ratio=0.5)
     app = layer(endpoint, cb)
     request_errors = (
         answer(500),  # the upstream answered 500: maybe this request's own doing
@@ -183,7 +183,7 @@ async def test_request_errors_count_in_the_window_but_never_in_a_run() -> None:
 
 async def test_a_stream_the_upstream_left_silent_counts_but_a_finished_one_resets() -> None:
     endpoint = FakeEndpoint()
-    cb = breaker(FakeClock(), failure_threshold=2)
+    cb = breaker(ManualClock(), failure_threshold=2)
     app = layer(endpoint, cb)
 
     def stream(cut: bool) -> Behaviour:
@@ -211,7 +211,7 @@ async def test_a_stream_the_upstream_left_silent_counts_but_a_finished_one_reset
 
 
 async def test_a_probe_whose_client_left_gives_its_slot_back() -> None:
-    clock, endpoint = FakeClock(), FakeEndpoint()
+    clock, endpoint = ManualClock(), FakeEndpoint()
     cb = breaker(clock, failure_threshold=1, recovery_seconds=1)
     app = layer(endpoint, cb)
     endpoint.behaviour = answer(503)
@@ -253,7 +253,7 @@ async def test_a_probe_whose_client_left_gives_its_slot_back() -> None:
 
 async def test_an_exception_inside_still_reports_the_outcome() -> None:
     endpoint = FakeEndpoint()
-    cb = breaker(FakeClock(), failure_threshold=1)
+    cb = breaker(ManualClock(), failure_threshold=1)
     app = layer(endpoint, cb)
 
     async def crash(scope: Scope, receive: Receive, send: Send) -> None:
@@ -269,7 +269,7 @@ async def test_an_exception_inside_still_reports_the_outcome() -> None:
 
 async def test_names_the_upstream_and_records_the_key() -> None:
     endpoint = FakeEndpoint()
-    cb = breaker(FakeClock())
+    cb = breaker(ManualClock())
     seen: list[Any] = []
 
     async def behaviour(scope: Scope, receive: Receive, send: Send) -> None:
@@ -286,7 +286,7 @@ async def test_names_the_upstream_and_records_the_key() -> None:
 
 async def test_upstream_model_keys_give_each_model_its_own_breaker() -> None:
     endpoint = FakeEndpoint()
-    cb = breaker(FakeClock(), failure_threshold=1)
+    cb = breaker(ManualClock(), failure_threshold=1)
     app = layer(endpoint, cb, key_mode="upstream_model", resolve_model=lambda m: "big" if "sonnet" in m else m)
     endpoint.behaviour = answer(503)
     await post(app)
@@ -302,7 +302,7 @@ async def test_upstream_model_keys_give_each_model_its_own_breaker() -> None:
 
 async def test_upstream_model_mode_answers_413_for_an_oversized_body() -> None:
     endpoint = FakeEndpoint()
-    app = layer(endpoint, breaker(FakeClock()), key_mode="upstream_model", max_request_bytes=10)
+    app = layer(endpoint, breaker(ManualClock()), key_mode="upstream_model", max_request_bytes=10)
     response = await post(app)
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "request_too_large"
@@ -311,7 +311,7 @@ async def test_upstream_model_mode_answers_413_for_an_oversized_body() -> None:
 
 async def test_drops_into_starlette_middleware_and_mounts() -> None:
     endpoint = FakeEndpoint()
-    cb = breaker(FakeClock(), failure_threshold=1)
+    cb = breaker(ManualClock(), failure_threshold=1)
     endpoint.behaviour = answer(503)
     app = Starlette(
         routes=[
@@ -347,7 +347,7 @@ def test_outcome_of_uses_the_policy() -> None:
 
 async def test_a_body_that_never_finishes_arriving_is_a_408_on_arrival() -> None:
     endpoint = FakeEndpoint()
-    app = layer(endpoint, breaker(FakeClock()), body_read_timeout=0.1)
+    app = layer(endpoint, breaker(ManualClock()), body_read_timeout=0.1)
     sent: list[Message] = []
     first = True
 

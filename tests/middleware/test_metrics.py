@@ -16,20 +16,15 @@ from ccproxy_asgi.middleware.metrics import MetricsMiddleware
 from ccproxy_asgi.observability import semconv as sc
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
+from tests.support.manual_clock import ManualClock
 
 GENAI = ("chat", "openai", "claude-sonnet-4-6", "gpt-4o")
 SSE = [(b"content-type", b"text/event-stream; charset=utf-8")]
 
 
-class Ticks:
+def ticks() -> ManualClock:
     """A clock that moves 0.1 s each time it is read, so durations are exact."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        self.t += 0.1
-        return round(self.t, 6)
+    return ManualClock(0.0, tick=0.1)
 
 
 def scope(method: str = "POST", path: str = "/v1/messages") -> Scope:
@@ -85,7 +80,7 @@ def otel_points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
 async def test_a_chat_request_is_recorded_in_both_exporters() -> None:
     reader = InMemoryMetricReader()
     layer = MetricsMiddleware(
-        endpoint(), meter_provider=MeterProvider(metric_readers=[reader]), clock=Ticks()
+        endpoint(), meter_provider=MeterProvider(metric_readers=[reader]), clock=ticks()
     )
     sent = await run(layer)
     assert sent[0]["status"] == 200  # forwarded untouched
@@ -129,7 +124,7 @@ async def test_stream_time_to_first_byte_and_first_delta() -> None:
         b"event: content_block_delta\ndata: {}\n\n",
         b"event: message_stop\ndata: {}\n\n",
     )
-    layer = MetricsMiddleware(endpoint(chunks=chunks, headers=SSE), otel=False, clock=Ticks())
+    layer = MetricsMiddleware(endpoint(chunks=chunks, headers=SSE), otel=False, clock=ticks())
     await run(layer)
     # Clock reads: start 0.1, first byte (message_start) 0.2, first content delta 0.3, end 0.4.
     family = layer.collector._families

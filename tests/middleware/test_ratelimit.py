@@ -295,9 +295,9 @@ async def test_queued_request_is_served_when_budget_frees() -> None:
     app = layer(inner, limiter)
     await limiter.acquire("global", Cost(1, 1))  # in flight
     waiting = asyncio.ensure_future(call(app, http_scope()))
-    await clock.advance(9.0)
+    await clock.run_for(9.0)
     assert not waiting.done()
-    await clock.advance(1.1)
+    await clock.run_for(1.1)
     sent = await asyncio.wait_for(waiting, 5)
     assert start_of(sent)[0] == 200
     assert limiter.snapshot().admitted_after_wait == 1

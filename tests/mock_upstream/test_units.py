@@ -14,6 +14,7 @@ from ccproxy_asgi.mock_upstream.faults import FaultPlan, FaultSpecError, parse_f
 from ccproxy_asgi.mock_upstream.ratelimit import AccountLimiter, format_duration
 from ccproxy_asgi.mock_upstream.reply import default_reply_text
 from ccproxy_asgi.mock_upstream.wire import ResponseMeta, split_even, stream_frames
+from tests.support.manual_clock import ManualClock
 
 TOOLS = [
     {
@@ -101,34 +102,34 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 
 def test_account_limiter_sliding_window_is_honest() -> None:
-    now = [0.0]
-    limiter = AccountLimiter(rpm=2, tpm=100, window=10, clock=lambda: now[0])
+    clock = ManualClock(0.0)
+    limiter = AccountLimiter(rpm=2, tpm=100, window=10, clock=clock)
     assert limiter.acquire(30).allowed
-    now[0] = 4
+    clock.t = 4
     second = limiter.acquire(30)
     assert second.allowed
     assert second.remaining_requests == 0
     assert second.remaining_tokens == 40
-    now[0] = 5
+    clock.t = 5
     refused = limiter.acquire(10)
     assert not refused.allowed
     assert refused.exceeded == "requests"
     assert refused.retry_after == pytest.approx(5)  # the first request leaves the window at t=10
-    now[0] = 10
+    clock.t = 10
     assert limiter.acquire(10).allowed
-    now[0] = 11
+    clock.t = 11
     both = limiter.acquire(80)  # 2 requests and 40 tokens in the window: the t=4 one leaving frees both
     assert not both.allowed
     assert both.retry_after == pytest.approx(3)
 
 
 def test_account_limiter_token_wait_frees_just_enough() -> None:
-    now = [0.0]
-    limiter = AccountLimiter(rpm=0, tpm=100, window=10, clock=lambda: now[0])
+    clock = ManualClock(0.0)
+    limiter = AccountLimiter(rpm=0, tpm=100, window=10, clock=clock)
     assert limiter.acquire(60).allowed
-    now[0] = 5
+    clock.t = 5
     assert limiter.acquire(30).allowed
-    now[0] = 6
+    clock.t = 6
     small = limiter.acquire(50)  # needs the 60 of t=0 gone: at t=10
     assert not small.allowed
     assert small.exceeded == "tokens"

@@ -6,23 +6,16 @@ from __future__ import annotations
 import pytest
 
 from ccproxy_asgi.app.settings import Settings
+from ccproxy_asgi.app.wiring import build_observability
 from ccproxy_asgi.context import UpstreamAttempt
-from ccproxy_asgi.observability import build_observability
 from ccproxy_asgi.observability.adaptive_timeout import AdaptiveTimeout, AdaptiveTimeoutPolicy
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.percentiles import SlidingPercentiles
 from ccproxy_asgi.observability.record import RequestRecord
+from tests.support.manual_clock import ManualClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def timeout_with(values: list[float], clock: Clock, **policy: float) -> AdaptiveTimeout:
+def timeout_with(values: list[float], clock: ManualClock, **policy: float) -> AdaptiveTimeout:
     window = SlidingPercentiles(window_seconds=60, clock=clock)
     for value in values:
         window.add(value)
@@ -31,7 +24,7 @@ def timeout_with(values: list[float], clock: Clock, **policy: float) -> Adaptive
 
 
 def test_none_until_there_are_enough_samples() -> None:
-    clock = Clock()
+    clock = ManualClock()
     timeout = timeout_with([2.0] * 9, clock)
     assert timeout() is None
     timeout.window.add(2.0)
@@ -39,7 +32,7 @@ def test_none_until_there_are_enough_samples() -> None:
 
 
 def test_clamped_between_min_and_max() -> None:
-    clock = Clock()
+    clock = ManualClock()
     assert timeout_with([0.01] * 20, clock)() == 1.0
     assert timeout_with([90.0] * 20, clock)() == 100.0
     mixed = timeout_with([1.0] * 99 + [10.0], clock, multiplier=2.0, quantile=0.5)
@@ -47,7 +40,7 @@ def test_clamped_between_min_and_max() -> None:
 
 
 def test_the_value_is_reused_for_refresh_seconds() -> None:
-    clock = Clock()
+    clock = ManualClock()
     timeout = timeout_with([2.0] * 20, clock, refresh_seconds=5.0)
     assert timeout() == pytest.approx(6.0)
     for _ in range(200):

@@ -21,14 +21,7 @@ from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.health import HealthMonitor, ping_check, tcp_check
 from ccproxy_asgi.observability.record import RequestRecord
 from ccproxy_asgi.types import Message, Receive, Scope, Send
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.support.manual_clock import ManualClock
 
 
 @dataclass
@@ -89,7 +82,7 @@ async def test_readiness_follows_the_breaker_state() -> None:
 
 
 async def test_checks_fail_time_out_raise_and_are_cached() -> None:
-    clock = Clock()
+    clock = ManualClock()
     calls = {"ok": 0, "down": 0}
     answer = {"down": False}
 

@@ -7,14 +7,7 @@ import random
 import pytest
 
 from ccproxy_asgi.observability.percentiles import SlidingOutcomes, SlidingPercentiles
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.support.manual_clock import ManualClock
 
 
 def exact(values: list[float], q: float) -> float:
@@ -26,7 +19,7 @@ def exact(values: list[float], q: float) -> float:
 
 
 def test_below_the_reservoir_size_quantiles_are_exact() -> None:
-    clock = Clock()
+    clock = ManualClock()
     window = SlidingPercentiles(window_seconds=60, slices=6, reservoir_size=100, clock=clock)
     values = [random.Random(1).uniform(0, 10) for _ in range(50)]
     for i, value in enumerate(values):
@@ -39,7 +32,7 @@ def test_below_the_reservoir_size_quantiles_are_exact() -> None:
 
 
 def test_memory_stays_bounded_and_sampled_quantiles_stay_close() -> None:
-    clock = Clock()
+    clock = ManualClock()
     window = SlidingPercentiles(
         window_seconds=10, slices=5, reservoir_size=200, clock=clock, rng=random.Random(7)
     )
@@ -60,7 +53,7 @@ def test_memory_stays_bounded_and_sampled_quantiles_stay_close() -> None:
 
 
 def test_busy_slices_weigh_more_than_quiet_ones() -> None:
-    clock = Clock()
+    clock = ManualClock()
     window = SlidingPercentiles(
         window_seconds=10, slices=2, reservoir_size=50, clock=clock, rng=random.Random(1)
     )
@@ -77,7 +70,7 @@ def test_busy_slices_weigh_more_than_quiet_ones() -> None:
 
 
 def test_values_leave_the_window() -> None:
-    clock = Clock()
+    clock = ManualClock()
     window = SlidingPercentiles(window_seconds=10, slices=5, clock=clock)
     window.add(5.0)
     clock.t += 4
@@ -108,7 +101,7 @@ def test_arguments_are_checked() -> None:
 
 
 def test_success_rate_over_the_window() -> None:
-    clock = Clock()
+    clock = ManualClock()
     outcomes = SlidingOutcomes(window_seconds=10, slices=5, clock=clock)
     assert outcomes.success_rate() is None
     for ok in (True, True, True, False):

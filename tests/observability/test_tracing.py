@@ -4,9 +4,7 @@ W3C propagation with and without an SDK, and the adaptive read timeout the provi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -21,8 +19,9 @@ from ccproxy_asgi.middleware.tracing import TracingMiddleware
 from ccproxy_asgi.observability.tracing import get_tracer
 from ccproxy_asgi.provider.openai import OpenAIProvider
 from ccproxy_asgi.provider.retry import RetryPolicy
+from ccproxy_asgi.testing import MockResponse, MockUpstreamClient, UpstreamRequest, call_asgi, scripted
 from ccproxy_asgi.tokens.counter import TokenCounter
-from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
+from ccproxy_asgi.types import Receive, Scope, Send
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -41,78 +40,15 @@ def tracer_provider(exporter: InMemorySpanExporter) -> TracerProvider:
     return provider
 
 
-class FakeResponse:
-    def __init__(self, status: int, chunks: tuple[bytes, ...] = (b"{}",)) -> None:
-        self._status = status
-        self._chunks = chunks
-        self.closed = False
-
-    @property
-    def status(self) -> int:
-        return self._status
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return {}
-
-    async def read(self) -> bytes:
-        return b"".join(self._chunks)
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks:
-            yield chunk
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-
-class FakeClient:
-    """Answers each send with the next scripted response or error, and remembers what it was sent."""
-
-    def __init__(self, *steps: FakeResponse | Exception) -> None:
-        self.steps = list(steps)
-        self.sent: list[tuple[dict[str, str], float | None]] = []
-
-    async def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        content: bytes | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> FakeResponse:
-        self.sent.append((dict(headers), timeout))
-        step = self.steps.pop(0)
-        if isinstance(step, Exception):
-            raise step
-        return step
-
-    async def aclose(self) -> None:
-        pass
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        pass
+def response(status: int) -> MockResponse:
+    return MockResponse(status, content=b"{}")
 
 
 async def no_sleep(seconds: float) -> None:
     pass
 
 
-def provider(client: FakeClient, **kwargs: Any) -> OpenAIProvider:
+def provider(client: MockUpstreamClient, **kwargs: Any) -> OpenAIProvider:
     return OpenAIProvider(
         base_url="http://upstream.test:8080/v1",
         api_key=None,
@@ -128,19 +64,6 @@ def request_scope(headers: list[tuple[bytes, bytes]] | None = None, path: str = 
     return {"type": "http", "method": "POST", "path": path, "scheme": "https", "headers": headers or []}
 
 
-async def run(app: ASGIApp, scope: Scope) -> list[Message]:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
-
-
 def by_kind(spans: tuple[ReadableSpan, ...], kind: SpanKind) -> list[ReadableSpan]:
     return [span for span in spans if span.kind is kind]
 
@@ -148,7 +71,7 @@ def by_kind(spans: tuple[ReadableSpan, ...], kind: SpanKind) -> list[ReadableSpa
 async def test_server_span_continues_the_client_trace_and_parents_the_attempt_spans(
     exporter: InMemorySpanExporter, tracer_provider: TracerProvider
 ) -> None:
-    client = FakeClient(FakeResponse(500), FakeResponse(200))
+    client = MockUpstreamClient(scripted(response(500), response(200)))
     upstream = provider(client, tracer=get_tracer(tracer_provider))
 
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
@@ -162,7 +85,7 @@ async def test_server_span_continues_the_client_trace_and_parents_the_attempt_sp
 
     scope = request_scope([(b"traceparent", TRACEPARENT.encode()), (b"tracestate", b"vendor=1")])
     get_context(scope).request_id = "req_abc"
-    await run(TracingMiddleware(endpoint, tracer_provider=tracer_provider), scope)
+    await call_asgi(TracingMiddleware(endpoint, tracer_provider=tracer_provider), scope=scope)
 
     spans = exporter.get_finished_spans()
     [server] = by_kind(spans, SpanKind.SERVER)
@@ -209,14 +132,14 @@ async def test_server_span_continues_the_client_trace_and_parents_the_attempt_sp
     assert (served.attributes or {})["http.response.status_code"] == 200
     assert served.status.status_code is StatusCode.UNSET
     # Each attempt carried its own span's traceparent to the upstream.
-    for (headers, _), span in zip(client.sent, (failed, served), strict=True):
+    for request, span in zip(client.requests, (failed, served), strict=True):
         assert span.context is not None
-        assert headers["traceparent"] == f"00-{TRACE_ID}-{span.context.span_id:016x}-01"
-        assert headers["tracestate"] == "vendor=1"
+        assert request.headers["traceparent"] == f"00-{TRACE_ID}-{span.context.span_id:016x}-01"
+        assert request.headers["tracestate"] == "vendor=1"
 
 
 async def test_without_an_sdk_the_clients_traceparent_reaches_the_upstream_unchanged() -> None:
-    client = FakeClient(FakeResponse(200))
+    client = MockUpstreamClient(scripted(response(200)))
     upstream = provider(client, tracer=get_tracer(NoOpTracerProvider()))
 
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
@@ -225,15 +148,15 @@ async def test_without_an_sdk_the_clients_traceparent_reaches_the_upstream_uncha
         await send({"type": "http.response.body", "body": b"{}"})
 
     scope = request_scope([(b"traceparent", TRACEPARENT.encode())])
-    await run(TracingMiddleware(endpoint, tracer_provider=NoOpTracerProvider()), scope)
-    assert client.sent[0][0]["traceparent"] == TRACEPARENT
+    await call_asgi(TracingMiddleware(endpoint, tracer_provider=NoOpTracerProvider()), scope=scope)
+    assert client.requests[0].headers["traceparent"] == TRACEPARENT
     assert get_context(scope).traceparent == TRACEPARENT
 
     # A provider with no tracer at all still sends what the tracing layer left on the context.
-    untraced = FakeClient(FakeResponse(200))
+    untraced = MockUpstreamClient(scripted(response(200)))
     ctx = RequestContext(traceparent=TRACEPARENT)
     await provider(untraced).complete(PAYLOAD, ctx)
-    assert untraced.sent[0][0]["traceparent"] == TRACEPARENT
+    assert untraced.requests[0].headers["traceparent"] == TRACEPARENT
 
 
 async def test_no_incoming_trace_starts_a_new_one(
@@ -245,7 +168,7 @@ async def test_no_incoming_trace_starts_a_new_one(
 
     scope = request_scope(path="/v1/models")
     scope["method"] = "GET"
-    await run(TracingMiddleware(endpoint, tracer_provider=tracer_provider), scope)
+    await call_asgi(TracingMiddleware(endpoint, tracer_provider=tracer_provider), scope=scope)
     [span] = exporter.get_finished_spans()
     assert span.parent is None
     assert span.name == "GET /v1/models"
@@ -275,7 +198,7 @@ async def test_a_stream_is_one_span_and_failures_mark_it(
         )
 
     app = TracingMiddleware(MetricsMiddleware(streaming, otel=False), tracer_provider=tracer_provider)
-    await run(app, request_scope())
+    await call_asgi(app, scope=request_scope())
     [span] = exporter.get_finished_spans()
     assert (span.attributes or {})["error.type"] == "api_error"  # derived by the metrics layer
     assert span.status.status_code is StatusCode.ERROR
@@ -284,7 +207,7 @@ async def test_a_stream_is_one_span_and_failures_mark_it(
         raise RuntimeError("bug")
 
     with pytest.raises(RuntimeError):
-        await run(TracingMiddleware(broken, tracer_provider=tracer_provider), request_scope())
+        await call_asgi(TracingMiddleware(broken, tracer_provider=tracer_provider), scope=request_scope())
     failed = exporter.get_finished_spans()[-1]
     assert (failed.attributes or {})["error.type"] == "RuntimeError"
     assert failed.status.status_code is StatusCode.ERROR
@@ -294,8 +217,10 @@ async def test_a_stream_is_one_span_and_failures_mark_it(
 async def test_an_attempt_span_ends_on_a_transport_error_and_on_close(
     exporter: InMemorySpanExporter, tracer_provider: TracerProvider
 ) -> None:
-    client = FakeClient(
-        UpstreamTimeoutError("read timeout"), FakeResponse(200, (b"data: a\n\n", b"data: b\n\n"))
+    client = MockUpstreamClient(
+        scripted(
+            UpstreamTimeoutError("read timeout"), MockResponse(200, content=(b"data: a\n\n", b"data: b\n\n"))
+        )
     )
     upstream = provider(client, tracer=get_tracer(tracer_provider))
     ctx = RequestContext(upstream_model="gpt-4o", stream=True)
@@ -315,25 +240,24 @@ async def test_an_attempt_span_ends_on_a_transport_error_and_on_close(
 
 async def test_the_adaptive_read_timeout_is_passed_to_each_attempt() -> None:
     timeouts = iter([None, 0.75])
-    client = FakeClient(FakeResponse(503), FakeResponse(200))
+    client = MockUpstreamClient(scripted(response(503), response(200)))
     upstream = provider(client, read_timeout=lambda: next(timeouts))
     await upstream.complete(PAYLOAD, RequestContext())
-    assert [timeout for _, timeout in client.sent] == [None, 0.75]
+    assert [request.timeout for request in client.requests] == [None, 0.75]
 
-    static = FakeClient(FakeResponse(200))
+    static = MockUpstreamClient(scripted(response(200)))
     await provider(static).complete(PAYLOAD, RequestContext())
-    assert static.sent[0][1] is None
+    assert static.requests[0].timeout is None
 
 
 async def test_a_cancelled_attempt_still_ends_its_span(
     exporter: InMemorySpanExporter, tracer_provider: TracerProvider
 ) -> None:
-    class Hanging(FakeClient):
-        async def send(self, *args: Any, **kwargs: Any) -> FakeResponse:
-            await asyncio.sleep(10)
-            raise AssertionError("unreachable")
+    async def hang(request: UpstreamRequest) -> MockResponse:
+        await asyncio.sleep(10)
+        raise AssertionError("unreachable")
 
-    upstream = provider(Hanging(), tracer=get_tracer(tracer_provider))
+    upstream = provider(MockUpstreamClient(hang), tracer=get_tracer(tracer_provider))
     task = asyncio.create_task(upstream.complete(PAYLOAD, RequestContext()))
     await asyncio.sleep(0.01)
     task.cancel()

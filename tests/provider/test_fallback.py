@@ -21,7 +21,7 @@ from ccproxy_asgi.errors import (
 )
 from ccproxy_asgi.provider.fallback import FallbackProvider, UpstreamEntry, fallback_entries
 from ccproxy_asgi.upstream.base import UpstreamResponse
-from tests.support.breaker_support import FakeClock
+from tests.support.manual_clock import ManualClock
 
 PRIMARY, SECONDARY, TERTIARY = "http://primary.test/v1", "http://secondary.test/v1", "http://tertiary.test/v1"
 
@@ -71,12 +71,12 @@ class ScriptedProvider:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def breaker(clock: FakeClock) -> CircuitBreaker:
+def breaker(clock: ManualClock) -> CircuitBreaker:
     return CircuitBreaker(policy=BreakerPolicy(failure_threshold=2, recovery_seconds=10), clock=clock)
 
 
@@ -147,7 +147,7 @@ async def test_a_client_error_is_answered_as_is(upstreams: list[ScriptedProvider
 
 
 async def test_an_open_primary_is_skipped_without_a_call_and_probed_after_recovery(
-    upstreams: list[ScriptedProvider], breaker: CircuitBreaker, clock: FakeClock
+    upstreams: list[ScriptedProvider], breaker: CircuitBreaker, clock: ManualClock
 ) -> None:
     provider = make(upstreams, breaker)
     upstreams[0].fail_with(503, ApiError("boom"), times=2)
@@ -166,7 +166,7 @@ async def test_an_open_primary_is_skipped_without_a_call_and_probed_after_recove
 
 
 async def test_every_breaker_open_is_a_529_with_the_shortest_wait(
-    upstreams: list[ScriptedProvider], breaker: CircuitBreaker, clock: FakeClock
+    upstreams: list[ScriptedProvider], breaker: CircuitBreaker, clock: ManualClock
 ) -> None:
     provider = make(upstreams, breaker)
     for index, upstream in enumerate(upstreams):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import email.utils
 import itertools
 import logging
-from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 import pytest
@@ -34,7 +33,9 @@ from ccproxy_asgi.provider.retry import (
     upstream_retry_after,
 )
 from ccproxy_asgi.provider.retry_budget import RetryBudget
+from ccproxy_asgi.testing import MockResponse, MockUpstreamClient, UpstreamRequest, scripted
 from ccproxy_asgi.tokens.counter import TokenCounter
+from tests.support.manual_clock import ManualClock
 
 # ----- parse_retry_after and the policy ------------------------------------------------------------------
 
@@ -85,30 +86,19 @@ def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
     assert RetryPolicy(random=lambda: 0.0).delay(3) == 0.0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_retry_call_respects_the_total_time_budget() -> None:
-    clock = FakeClock()
+    clock = ManualClock(100.0)
     call = RetryPolicy(total_timeout=5.0, random=lambda: 0.5).start(clock)
     assert call.delay(0, {"retry-after": "3"}) == 3.0
-    clock.now += 3.0
+    clock.advance(3.0)
     assert call.delay(1, {"retry-after": "2"}) == 2.0  # ends exactly at the budget
-    clock.now += 2.5
+    clock.advance(2.5)
     assert call.delay(2, {"retry-after-ms": "1"}) is None
     assert call.elapsed() == 5.5
 
 
 def test_retry_call_spends_from_the_shared_budget() -> None:
-    clock = FakeClock()
+    clock = ManualClock(100.0)
     budget = RetryBudget(ratio=0.0, min_per_second=0.2, window=10.0, clock=clock)  # 2 retries per window
     policy = RetryPolicy(budget=budget, random=lambda: 0.5)
     first, second = policy.start(clock), policy.start(clock)
@@ -116,7 +106,7 @@ def test_retry_call_spends_from_the_shared_budget() -> None:
     assert second.delay(0) is not None
     assert first.delay(1) is None, "the budget is spent"
     # A hint too long to wait must not take anything from the budget.
-    clock.now += 20.0
+    clock.advance(20.0)
     assert first.delay(0, {"retry-after": "999"}) is None
     assert budget.available() == 2.0
 
@@ -124,113 +114,61 @@ def test_retry_call_spends_from_the_shared_budget() -> None:
 # ----- the provider's loop ---------------------------------------------------------------------------------
 
 
-class FakeResponse:
-    def __init__(self, status: int, headers: Mapping[str, str] | None = None, body: bytes = b"") -> None:
-        self._status = status
-        self._headers = dict(headers or {})
-        self._body = body
-        self.closed = False
-
-    @property
-    def status(self) -> int:
-        return self._status
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._headers
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+Step = MockResponse | ProxyError
+LATENCY = 0.25
 
 
-Step = FakeResponse | ProxyError
+class Upstream:
+    """Answers each request with the next scripted response, or raises the next scripted error; every
+    attempt takes LATENCY on the clock. `sent`: when each request was sent, and the request."""
 
-
-class ScriptedClient:
-    """Answers each send with the next scripted response, or raises the next scripted error."""
-
-    def __init__(self, clock: FakeClock, *steps: Step, latency: float = 0.25) -> None:
+    def __init__(self, clock: ManualClock, *steps: Step) -> None:
         self._clock = clock
-        self._steps = list(steps)
-        self._latency = latency
-        self.sent: list[tuple[float, dict[str, str]]] = []
+        self._answer = scripted(*steps)
+        self.sent: list[tuple[float, UpstreamRequest]] = []
 
-    async def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        content: bytes | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> FakeResponse:
-        self.sent.append((self._clock.now, dict(headers)))
-        self._clock.now += self._latency
-        step = self._steps.pop(0)
-        if isinstance(step, ProxyError):
-            raise step
-        return step
-
-    async def aclose(self) -> None:
-        pass
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        pass
+    def __call__(self, request: UpstreamRequest) -> MockResponse:
+        self.sent.append((self._clock.t, request))
+        self._clock.advance(LATENCY)
+        return self._answer(request)
 
 
 OK_BODY = jsonutil.dumps({"id": "chatcmpl-1", "choices": [], "usage": {}})
 
 
-def error(status: int, headers: Mapping[str, str] | None = None, **err: Any) -> FakeResponse:
-    return FakeResponse(status, headers, jsonutil.dumps({"error": {"message": f"e{status}", **err}}))
+def error(status: int, headers: Mapping[str, str] | None = None, **err: Any) -> MockResponse:
+    return MockResponse(
+        status, headers=headers, content=jsonutil.dumps({"error": {"message": f"e{status}", **err}})
+    )
 
 
-def provider(clock: FakeClock, *steps: Step, **policy: Any) -> tuple[OpenAIProvider, ScriptedClient]:
-    client = ScriptedClient(clock, *steps)
+def provider(clock: ManualClock, *steps: Step, **policy: Any) -> tuple[OpenAIProvider, Upstream]:
+    upstream = Upstream(clock, *steps)
     policy.setdefault("random", lambda: 0.5)
     made = OpenAIProvider(
         base_url="http://upstream.test/v1",
         api_key=None,
-        client=client,
+        client=MockUpstreamClient(upstream),
         token_counter=TokenCounter(),
         retry=RetryPolicy(**policy),
         sleep=clock.sleep,
         clock=clock,
     )
-    return made, client
+    return made, upstream
 
 
-def gaps(client: ScriptedClient) -> list[float]:
-    times = [at for at, _ in client.sent]
+def gaps(upstream: Upstream) -> list[float]:
+    times = [at for at, _ in upstream.sent]
     return [round(b - a, 6) for a, b in itertools.pairwise(times)]
 
 
 async def test_attempts_are_recorded_with_status_headers_and_duration() -> None:
-    clock = FakeClock()
-    made, client = provider(
+    clock = ManualClock(100.0)
+    made, upstream = provider(
         clock,
         error(429, {"retry-after-ms": "200", "x-ratelimit-remaining-requests": "0"}),
         error(503),
-        FakeResponse(200, {"x-request-id": "up-3"}, OK_BODY),
+        MockResponse(200, headers={"x-request-id": "up-3"}, content=OK_BODY),
     )
     ctx = RequestContext(request_id="req_attempts")
     assert await made.complete({"model": "m"}, ctx) == jsonutil.loads(OK_BODY)
@@ -241,17 +179,17 @@ async def test_attempts_are_recorded_with_status_headers_and_duration() -> None:
         a.duration_s == 0.25 and a.url == "http://upstream.test/v1/chat/completions" for a in ctx.attempts
     )
     # retry-after-ms first, then full jitter at 0.5 of 2 * 0.5 s; all attempts carry the same request id.
-    assert gaps(client) == [0.25 + 0.2, 0.25 + 0.5]
-    assert {headers["x-request-id"] for _, headers in client.sent} == {"req_attempts"}
+    assert gaps(upstream) == [0.25 + 0.2, 0.25 + 0.5]
+    assert {request.headers["x-request-id"] for _, request in upstream.sent} == {"req_attempts"}
 
 
 async def test_connection_errors_and_timeouts_are_retried_and_recorded() -> None:
-    clock = FakeClock()
+    clock = ManualClock(100.0)
     made, _ = provider(
         clock,
         UpstreamError("upstream connection error: refused"),
         UpstreamTimeoutError("t"),
-        FakeResponse(200, {}, OK_BODY),
+        MockResponse(200, content=OK_BODY),
     )
     ctx = RequestContext()
     await made.complete({}, ctx)
@@ -263,11 +201,11 @@ async def test_connection_errors_and_timeouts_are_retried_and_recorded() -> None
 
 
 async def test_last_error_is_raised_when_attempts_run_out() -> None:
-    clock = FakeClock()
-    made, client = provider(clock, error(500), error(502), error(503), max_attempts=3)
+    clock = ManualClock(100.0)
+    made, upstream = provider(clock, error(500), error(502), error(503), max_attempts=3)
     with pytest.raises(OverloadedError):
         await made.complete({}, RequestContext())
-    assert len(client.sent) == 3
+    assert len(upstream.sent) == 3
 
 
 @pytest.mark.parametrize(
@@ -279,18 +217,18 @@ async def test_last_error_is_raised_when_attempts_run_out() -> None:
         error(429, {"retry-after": "3600"}),
     ],
 )
-async def test_not_retried(response: FakeResponse) -> None:
-    clock = FakeClock()
-    made, client = provider(clock, response, FakeResponse(200, {}, OK_BODY))
+async def test_not_retried(response: MockResponse) -> None:
+    clock = ManualClock(100.0)
+    made, upstream = provider(clock, response, MockResponse(200, content=OK_BODY))
     ctx = RequestContext()
     with pytest.raises(ProxyError):
         await made.complete({}, ctx)
-    assert len(client.sent) == 1
+    assert len(upstream.sent) == 1
     assert len(ctx.attempts) == 1
 
 
 async def test_quota_is_a_rate_limit_the_client_must_not_retry() -> None:
-    clock = FakeClock()
+    clock = ManualClock(100.0)
     made, _ = provider(clock, error(429, code="insufficient_quota"))
     with pytest.raises(RateLimitError) as caught:
         await made.complete({}, RequestContext())
@@ -298,15 +236,17 @@ async def test_quota_is_a_rate_limit_the_client_must_not_retry() -> None:
 
 
 async def test_should_retry_true_overrides_a_client_error_status() -> None:
-    clock = FakeClock()
-    made, client = provider(clock, error(400, {"x-should-retry": "true"}), FakeResponse(200, {}, OK_BODY))
+    clock = ManualClock(100.0)
+    made, upstream = provider(
+        clock, error(400, {"x-should-retry": "true"}), MockResponse(200, content=OK_BODY)
+    )
     await made.complete({}, RequestContext())
-    assert len(client.sent) == 2
+    assert len(upstream.sent) == 2
 
 
 async def test_total_time_budget_stops_retrying() -> None:
-    clock = FakeClock()
-    made, client = provider(
+    clock = ManualClock(100.0)
+    made, upstream = provider(
         clock,
         error(429, {"retry-after": "2"}),
         error(429, {"retry-after": "2"}),
@@ -316,29 +256,29 @@ async def test_total_time_budget_stops_retrying() -> None:
     with pytest.raises(RateLimitError) as caught:
         await made.complete({}, RequestContext())
     # 0.25 s attempt + 2 s wait fits in 3 s; a second 2 s wait after the second attempt would not.
-    assert len(client.sent) == 2
+    assert len(upstream.sent) == 2
     assert caught.value.retry_after == 2.0, "the client still learns how long to wait"
 
 
 async def test_retry_budget_is_shared_by_calls() -> None:
-    clock = FakeClock()
+    clock = ManualClock(100.0)
     budget = RetryBudget(ratio=0.0, min_per_second=0.1, window=10.0, clock=clock)  # one retry per window
-    made, client = provider(clock, error(500), error(500), error(500), error(500), budget=budget)
+    made, upstream = provider(clock, error(500), error(500), error(500), error(500), budget=budget)
     with pytest.raises(ApiError):
         await made.complete({}, RequestContext())
-    assert len(client.sent) == 2  # first call: one retry, then the budget is spent
+    assert len(upstream.sent) == 2  # first call: one retry, then the budget is spent
     with pytest.raises(ApiError):
         await made.complete({}, RequestContext())
-    assert len(client.sent) == 3  # second call: no retry at all
+    assert len(upstream.sent) == 3  # second call: no retry at all
 
 
 async def test_a_stream_is_handed_over_after_the_first_200_and_never_retried() -> None:
-    clock = FakeClock()
-    made, client = provider(clock, error(503), FakeResponse(200, {}, b"data: [DONE]\n\n"), error(500))
+    clock = ManualClock(100.0)
+    made, upstream = provider(clock, error(503), MockResponse(200, content=b"data: [DONE]\n\n"), error(500))
     ctx = RequestContext()
     async with made.stream({}, ctx) as response:
         assert response.status == 200
-    assert len(client.sent) == 2
+    assert len(upstream.sent) == 2
     assert [a.status for a in ctx.attempts] == [503, 200]
 
 
@@ -361,14 +301,15 @@ def test_headers_read_any_spelling_and_keep_the_first_of_a_repeated_name() -> No
         assert dict(headers) == {"retry-after": "2", "x-a": "1"}
         assert headers == {"retry-after": "2", "x-a": "1"}
     assert Headers().get("x", "d") == "d"
-    assert 3 not in Headers({"a": "b"})
+    not_a_name: object = 3
+    assert not_a_name not in Headers({"a": "b"})
 
 
 def test_headers_are_immutable_and_of_does_not_copy_them() -> None:
     headers = Headers({"A": "b"})
     assert Headers.of(headers) is headers
     with pytest.raises(AttributeError):
-        headers.x = 1  # type: ignore[attr-defined]
+        headers.x = 1  # Headers.__setattr__ refuses every name
     with pytest.raises(TypeError):
         headers["a"] = "c"  # type: ignore[index]
 
@@ -432,14 +373,14 @@ def test_estimate_doubles_with_the_retries_made_and_is_capped() -> None:
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 529])
 def test_a_client_that_retries_by_itself_gets_every_retryable_status_at_once(status: int) -> None:
-    call = RetryPolicy(random=lambda: 0.5).start(FakeClock())
+    call = RetryPolicy(random=lambda: 0.5).start(ManualClock(100.0))
     assert call.after_status(0, status, {"retry-after": "0.1"}, client_retry_count=0) is None
     assert call.after_status(0, status, {}, client_retry_count=4) is None
     assert call.after_status(0, status, {"retry-after": "0.1"}) == 0.1, "a client that does not retry"
 
 
 def test_statuses_are_retried_for_other_clients_within_the_cap() -> None:
-    call = RetryPolicy(max_retry_after=8.0, random=lambda: 0.5).start(FakeClock())
+    call = RetryPolicy(max_retry_after=8.0, random=lambda: 0.5).start(ManualClock(100.0))
     assert call.after_status(0, 429, {"Retry-After": "2"}) == 2.0
     assert call.after_status(0, 429, {"X-RateLimit-Reset-Requests": "1s"}) == 1.0
     assert call.after_status(1, 503, {}) == 0.5, "backoff without a hint"
@@ -451,7 +392,7 @@ def test_statuses_are_retried_for_other_clients_within_the_cap() -> None:
 
 
 def test_failures_before_a_response_are_retried_for_every_client_but_timeouts() -> None:
-    call = RetryPolicy(random=lambda: 0.5).start(FakeClock())
+    call = RetryPolicy(random=lambda: 0.5).start(ManualClock(100.0))
     refused = UpstreamError("upstream connection error: connection refused")
     assert call.after_failure(0, refused, client_retry_count=0) == 0.25
     assert call.after_failure(0, refused) == 0.25
@@ -462,7 +403,7 @@ def test_failures_before_a_response_are_retried_for_every_client_but_timeouts() 
 def test_the_spent_budget_warning_is_logged_once_per_interval_with_a_count(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock(100.0)
     budget = RetryBudget(ratio=0.0, min_per_second=0.0, window=10.0, clock=clock)
     policy = RetryPolicy(budget=budget, random=lambda: 0.5)
     object.__setattr__(
@@ -473,7 +414,7 @@ def test_the_spent_budget_warning_is_logged_once_per_interval_with_a_count(
             assert policy.start(clock).after_status(0, 500, {}) is None
         spent = [r for r in caplog.records if "retry budget is spent" in r.getMessage()]
         assert len(spent) == 1, "one line, not one per request"
-        clock.now += 61.0
+        clock.advance(61.0)
         policy.start(clock).after_status(0, 500, {})
         spent = [r for r in caplog.records if "retry budget is spent" in r.getMessage()]
         assert len(spent) == 2
@@ -490,31 +431,31 @@ def test_the_spent_budget_warning_is_logged_once_per_interval_with_a_count(
 
 
 async def test_a_mixed_case_retry_after_is_waited_out() -> None:
-    clock = FakeClock()
-    made, client = provider(clock, error(429, {"Retry-After": "2"}), FakeResponse(200, {}, OK_BODY))
+    clock = ManualClock(100.0)
+    made, upstream = provider(clock, error(429, {"Retry-After": "2"}), MockResponse(200, content=OK_BODY))
     ctx = RequestContext()
     await made.complete({}, ctx)
-    assert gaps(client) == [0.25 + 2.0]
+    assert gaps(upstream) == [0.25 + 2.0]
     assert ctx.attempts[0].headers["retry-after"] == "2"
 
 
 async def test_the_hint_survives_the_proxys_last_retry() -> None:
-    clock = FakeClock()
-    made, client = provider(
+    clock = ManualClock(100.0)
+    made, upstream = provider(
         clock, error(429, {"Retry-After": "2"}), error(429, {"Retry-After": "2"}), max_attempts=2
     )
     with pytest.raises(RateLimitError) as caught:
         await made.complete({}, RequestContext())
-    assert len(client.sent) == 2
+    assert len(upstream.sent) == 2
     assert caught.value.retry_after == 2.0
 
 
 async def test_an_announcing_client_gets_the_status_and_its_hint_after_one_attempt() -> None:
-    clock = FakeClock()
-    made, client = provider(clock, error(429, {"Retry-After": "1"}), FakeResponse(200, {}, OK_BODY))
+    clock = ManualClock(100.0)
+    made, upstream = provider(clock, error(429, {"Retry-After": "1"}), MockResponse(200, content=OK_BODY))
     with pytest.raises(RateLimitError) as caught:
         await made.complete({}, RequestContext(client_retry_count=0))
-    assert len(client.sent) == 1
+    assert len(upstream.sent) == 1
     assert caught.value.retry_after == 1.0
 
 
@@ -522,7 +463,7 @@ async def test_an_announcing_client_gets_the_status_and_its_hint_after_one_attem
 async def test_a_wait_is_estimated_for_an_overloaded_upstream_without_a_hint(
     count: int, expected: float
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock(100.0)
     made, _ = provider(clock, error(503))
     with pytest.raises(OverloadedError) as caught:
         await made.complete({}, RequestContext(client_retry_count=count))
@@ -530,16 +471,16 @@ async def test_a_wait_is_estimated_for_an_overloaded_upstream_without_a_hint(
 
 
 async def test_the_estimate_counts_the_proxys_own_retries_too() -> None:
-    clock = FakeClock()
-    made, client = provider(clock, error(429), error(429), error(429))
+    clock = ManualClock(100.0)
+    made, upstream = provider(clock, error(429), error(429), error(429))
     with pytest.raises(RateLimitError) as caught:
         await made.complete({}, RequestContext())
-    assert len(client.sent) == 3
+    assert len(upstream.sent) == 3
     assert caught.value.retry_after == 4.0
 
 
 async def test_a_server_error_without_a_hint_gets_no_invented_one() -> None:
-    clock = FakeClock()
+    clock = ManualClock(100.0)
     made, _ = provider(clock, error(500))
     with pytest.raises(ApiError) as caught:
         await made.complete({}, RequestContext(client_retry_count=0))
@@ -547,38 +488,38 @@ async def test_a_server_error_without_a_hint_gets_no_invented_one() -> None:
 
 
 async def test_a_connection_failure_is_retried_even_for_an_announcing_client() -> None:
-    clock = FakeClock()
-    made, client = provider(
-        clock, UpstreamError("upstream connection error: reset"), FakeResponse(200, {}, OK_BODY)
+    clock = ManualClock(100.0)
+    made, upstream = provider(
+        clock, UpstreamError("upstream connection error: reset"), MockResponse(200, content=OK_BODY)
     )
     await made.complete({}, RequestContext(client_retry_count=0))
-    assert len(client.sent) == 2
+    assert len(upstream.sent) == 2
 
 
 async def test_a_timeout_is_left_to_an_announcing_client() -> None:
-    clock = FakeClock()
-    made, client = provider(clock, UpstreamTimeoutError("t"), FakeResponse(200, {}, OK_BODY))
+    clock = ManualClock(100.0)
+    made, upstream = provider(clock, UpstreamTimeoutError("t"), MockResponse(200, content=OK_BODY))
     with pytest.raises(UpstreamTimeoutError):
         await made.complete({}, RequestContext(client_retry_count=0))
-    assert len(client.sent) == 1
+    assert len(upstream.sent) == 1
 
 
 async def test_the_policy_can_be_told_to_retry_for_announcing_clients_too() -> None:
-    clock = FakeClock()
-    made, client = provider(
-        clock, error(503), FakeResponse(200, {}, OK_BODY), defer_to_retrying_clients=False
+    clock = ManualClock(100.0)
+    made, upstream = provider(
+        clock, error(503), MockResponse(200, content=OK_BODY), defer_to_retrying_clients=False
     )
     await made.complete({}, RequestContext(client_retry_count=0))
-    assert len(client.sent) == 2
+    assert len(upstream.sent) == 2
 
 
 async def test_a_first_byte_timeout_is_never_retried() -> None:
     # The first-byte budget covers every attempt of a stream: once it fired there is nothing left to try.
-    clock = FakeClock()
-    made, client = provider(clock, FirstByteTimeoutError("first byte timed out"), error(503))
+    clock = ManualClock(100.0)
+    made, upstream = provider(clock, FirstByteTimeoutError("first byte timed out"), error(503))
     ctx = RequestContext(request_id="req_first_byte")
     with pytest.raises(FirstByteTimeoutError):
         await made.complete({"model": "m"}, ctx)
-    assert len(client.sent) == 1
+    assert len(upstream.sent) == 1
     assert [a.error for a in ctx.attempts] == ["FirstByteTimeoutError"]
-    assert clock.now == 100.25  # one attempt's latency, and no backoff slept after it
+    assert clock.t == 100.25  # one attempt's latency, and no backoff slept after it

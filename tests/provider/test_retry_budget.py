@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ccproxy_asgi.provider.retry_budget import RetryBudget
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.manual_clock import ManualClock
 
 
 def spend_all(budget: RetryBudget, limit: int = 10_000) -> int:
@@ -23,21 +16,21 @@ def spend_all(budget: RetryBudget, limit: int = 10_000) -> int:
 
 
 def test_minimum_rate_applies_without_traffic() -> None:
-    budget = RetryBudget(ratio=0.2, min_per_second=0.5, window=10.0, clock=Clock())
+    budget = RetryBudget(ratio=0.2, min_per_second=0.5, window=10.0, clock=ManualClock())
     assert budget.available() == 5.0
     assert spend_all(budget) == 5
     assert budget.try_spend() is False
 
 
 def test_ratio_of_recent_requests() -> None:
-    budget = RetryBudget(ratio=0.2, min_per_second=0.0, window=10.0, clock=Clock())
+    budget = RetryBudget(ratio=0.2, min_per_second=0.0, window=10.0, clock=ManualClock())
     for _ in range(50):
         budget.record_request()
     assert spend_all(budget) == 10
 
 
 def test_a_refused_retry_counts_nothing() -> None:
-    budget = RetryBudget(ratio=0.0, min_per_second=0.1, window=10.0, clock=Clock())
+    budget = RetryBudget(ratio=0.0, min_per_second=0.1, window=10.0, clock=ManualClock())
     assert budget.try_spend() is True
     assert budget.try_spend() is False
     assert budget.try_spend() is False
@@ -45,27 +38,27 @@ def test_a_refused_retry_counts_nothing() -> None:
 
 
 def test_the_window_slides_bucket_by_bucket() -> None:
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     budget = RetryBudget(ratio=1.0, min_per_second=0.0, window=10.0, buckets=10, clock=clock)
     for _ in range(4):
         budget.record_request()  # in the bucket [0, 1)
-    clock.now = 5.0
+    clock.t = 5.0
     for _ in range(6):
         budget.record_request()  # in the bucket [5, 6)
     assert spend_all(budget) == 10
-    clock.now = 10.5  # the first bucket has left the window: 6 requests, 10 retries
+    clock.t = 10.5  # the first bucket has left the window: 6 requests, 10 retries
     assert budget.available() == -4.0
-    clock.now = 15.5  # everything has left
+    clock.t = 15.5  # everything has left
     assert budget.available() == 0.0
     assert budget.try_spend() is False
 
 
 def test_old_buckets_are_reset_when_reused() -> None:
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     budget = RetryBudget(ratio=1.0, min_per_second=0.0, window=2.0, buckets=2, clock=clock)
     for _ in range(100):
         budget.record_request()
-    clock.now = 1000.0  # the same ring slot, many windows later
+    clock.t = 1000.0  # the same ring slot, many windows later
     budget.record_request()
     assert budget.available() == 1.0
 
@@ -73,11 +66,11 @@ def test_old_buckets_are_reset_when_reused() -> None:
 def test_a_failing_upstream_sees_a_bounded_amplification() -> None:
     """100 requests a second against an upstream that always fails: retries stay near 20 % plus the minimum,
     where per-call attempts alone would double or triple the load."""
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     budget = RetryBudget(ratio=0.2, min_per_second=1.0, window=10.0, clock=clock)
     requests = retries = 0
     for step in range(3000):  # 30 s at 100 requests per second, each wanting 2 retries
-        clock.now = step / 100
+        clock.t = step / 100
         budget.record_request()
         requests += 1
         for _ in range(2):

@@ -58,9 +58,9 @@ async def test_waits_then_gets_in_when_the_window_slides() -> None:
     await clock.settle()
     assert not task.done()
     assert limiter.queued("k") == 1
-    await clock.advance(5.9)
+    await clock.run_for(5.9)
     assert not task.done()
-    await clock.advance(0.2)
+    await clock.run_for(0.2)
     reservation = task.result()
     assert reservation.waited == pytest.approx(6.0, abs=0.01)
     snap = limiter.snapshot()
@@ -86,7 +86,7 @@ async def test_fifo_a_big_request_is_not_starved_by_small_ones() -> None:
     # 100 tokens are free: small0 would fit, but the big request came first and leads the line.
     assert order == []
     assert limiter.queued("k") == 4
-    await clock.advance(10.1)
+    await clock.run_for(10.1)
     await asyncio.gather(big, *smalls)
     assert order == ["big", "small0", "small1", "small2"]
 
@@ -105,7 +105,7 @@ async def test_fifo_order_among_equal_requests() -> None:
         tasks.append(asyncio.ensure_future(go(i)))
         await clock.settle()
     for _ in range(6):
-        await clock.advance(1.01)
+        await clock.run_for(1.01)
     await asyncio.gather(*tasks)
     assert order == [0, 1, 2, 3, 4]
 
@@ -131,9 +131,9 @@ async def test_waits_for_in_flight_reservations_until_the_deadline() -> None:
     limiter, _, clock = make(Budget(tokens=1000, window=60), max_wait=5)
     await limiter.acquire("k", Cost(100, 800))
     waiter = asyncio.ensure_future(limiter.acquire("k", Cost(100, 400)))
-    await clock.advance(4.9)
+    await clock.run_for(4.9)
     assert not waiter.done()
-    await clock.advance(0.2)
+    await clock.run_for(0.2)
     with pytest.raises(RateLimitError) as info:
         waiter.result()
     assert info.value.retry_after == pytest.approx(55.0, abs=0.01)  # honest: 60 s after the first
@@ -150,11 +150,11 @@ async def test_queued_behind_a_head_that_takes_the_freed_budget() -> None:
     await clock.settle()
     second = asyncio.ensure_future(limiter.acquire("k", Cost(1, 1)))  # would need 1020 > deadline 1012
     await clock.settle()
-    await clock.advance(10.01)
+    await clock.run_for(10.01)
     assert head.done()
     assert head.result().ticket is not None
     assert not second.done()
-    await clock.advance(2.0)
+    await clock.run_for(2.0)
     with pytest.raises(RateLimitError) as info:
         second.result()
     assert info.value.retry_after == pytest.approx(8.0, abs=0.05)
@@ -168,9 +168,9 @@ async def test_deadline_passes_while_queued_behind_others() -> None:
     await clock.settle()
     impatient = asyncio.ensure_future(limiter.acquire("k", Cost(50, 0), max_wait=3))
     await clock.settle()
-    await clock.advance(2.9)
+    await clock.run_for(2.9)
     assert not impatient.done()
-    await clock.advance(0.2)
+    await clock.run_for(0.2)
     with pytest.raises(RateLimitError) as info:
         impatient.result()
     # Its own cost fits the window now (100 tokens are free); only the line ahead held it back.
@@ -178,7 +178,7 @@ async def test_deadline_passes_while_queued_behind_others() -> None:
     assert info.value.retry_after <= 0.01
     assert not head.done()
     assert limiter.queued("k") == 1
-    await clock.advance(8)
+    await clock.run_for(8)
     assert head.result().ticket is not None
 
 
@@ -205,7 +205,7 @@ async def test_cancelled_waiter_leaves_and_takes_nothing() -> None:
     await clock.settle()
     assert leaving.cancelled()
     assert limiter.queued("k") == 1
-    await clock.advance(10.01)
+    await clock.run_for(10.01)
     assert staying.result().ticket is not None
     # The first request has left the window; only the one that stayed is in it.
     view = store.decide("k", Cost(1, 1), Budget(requests=3, window=10), reserve=False).view
@@ -257,10 +257,10 @@ async def test_paused_admission_rejects_with_the_pause_as_retry_after() -> None:
     assert info.value.retry_after == pytest.approx(20.0)
     assert "pause" in info.value.message
     # A short pause is waited out.
-    await clock.advance(20.0)
+    await clock.run_for(20.0)
     await limiter.observe(first, Observation(rate_limited=1, retry_after=2.0))
     waiter = asyncio.ensure_future(limiter.acquire("k", Cost(1, 1)))
-    await clock.advance(2.01)
+    await clock.run_for(2.01)
     assert waiter.result().waited == pytest.approx(2.0, abs=0.01)
 
 
@@ -327,7 +327,7 @@ async def test_try_acquire_then_wait() -> None:
     waiting = await limiter.try_acquire("k", Cost(1, 1))
     assert not isinstance(waiting, Reservation)
     task = asyncio.ensure_future(limiter.wait(waiting))
-    await clock.advance(5.01)
+    await clock.run_for(5.01)
     assert isinstance(task.result().ticket, Ticket)
 
 

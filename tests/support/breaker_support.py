@@ -1,25 +1,9 @@
-"""A clock the breaker tests move by hand (the breaker reads time only through its injected clock)."""
+"""Requests for the breaker's end-to-end tests."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-
 
 _requests = itertools.count()
 
@@ -32,4 +16,4 @@ def distinct_message(model: str = "claude-sonnet-4-6", max_tokens: int = 32) -> 
     return {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": content}]}
 
 
-__all__ = ["FakeClock", "distinct_message"]
+__all__ = ["distinct_message"]
