@@ -1,8 +1,9 @@
 """`AnthropicEndpoint`: the terminal ASGI app serving the Anthropic Messages API.
 
-It routes by the path below its mount point, so it works at the root, under `Mount("/prefix", ...)` and
-behind any query string (Claude Code always sends `?beta=true`). It answers every failure with an Anthropic
-error envelope by itself, so it is correct with no other layer around it.
+It routes by the path below its mount point, with the rule every layer uses (`ccproxy_asgi.plumbing.routes`),
+so it works at the root, under `Mount("/prefix", ...)` and behind any query string (Claude Code always
+sends `?beta=true`); a trailing slash is a 404. It answers every failure with an Anthropic error envelope
+by itself, so it is correct with no other layer around it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ccproxy_asgi.plumbing.body import (
     read_body,
 )
 from ccproxy_asgi.plumbing.responses import send_error, send_json
-from ccproxy_asgi.plumbing.routes import route_path
+from ccproxy_asgi.plumbing.routes import Route, match_route, model_id_of, route_path
 from ccproxy_asgi.provider.base import ChatProvider
 from ccproxy_asgi.provider.retry import client_retry_count
 from ccproxy_asgi.translate.models import ModelMapper
@@ -41,7 +42,6 @@ from ccproxy_asgi.types import Receive, Scope, Send
 logger = logging.getLogger("ccproxy_asgi.endpoint")
 
 _ROOT_BODY = jsonutil.dumps({"service": "ccproxy-asgi", "status": "ok"})
-_MODELS_PREFIX = "/v1/models/"
 
 
 class AnthropicEndpoint:
@@ -97,27 +97,29 @@ class AnthropicEndpoint:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
         path = route_path(scope)
         method = scope["method"]
-        if path == "/v1/messages":
+        route = match_route(path)
+        if route is Route.MESSAGES:
             self._require(method, "POST")
             body = await self._json_body(receive, ctx)
             client_key = client_key_from(scope) if self._forward_client_key else None
             ctx.client_retry_count = client_retry_count(scope)
             await self._messages.handle(body, ctx, receive, send, client_key)
-        elif path == "/v1/messages/count_tokens":
+        elif route is Route.COUNT_TOKENS:
             self._require(method, "POST")
             body = await self._json_body(receive, ctx)
             await self._count_tokens(body, ctx, send)
-        elif path == "/v1/models":
+        elif route is Route.MODELS:
             self._require(method, "GET", "HEAD")
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             page = list_page(await self._model_ids(), query)
             await send_json(send, 200, jsonutil.dumps(page), request_id=ctx.request_id)
-        elif path.startswith(_MODELS_PREFIX) and len(path) > len(_MODELS_PREFIX):
+        elif route is Route.MODEL:
             self._require(method, "GET", "HEAD")
-            model_id = path[len(_MODELS_PREFIX) :]
+            model_id = model_id_of(path)
+            assert model_id is not None
             info = get_one(await self._model_ids(), model_id, accepted=self._models.is_mapped(model_id))
             await send_json(send, 200, jsonutil.dumps(info), request_id=ctx.request_id)
-        elif path in ("/", ""):
+        elif route is Route.ROOT:
             self._require(method, "GET", "HEAD")
             await send_json(send, 200, _ROOT_BODY, request_id=ctx.request_id)
         else:

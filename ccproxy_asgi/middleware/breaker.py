@@ -1,6 +1,6 @@
 """`CircuitBreakerMiddleware`: stop sending traffic to a failing upstream, and say so honestly.
 
-While the breaker is open, a `POST …/v1/messages` that would go upstream is answered at once with 529
+While the breaker is open, a `POST /v1/messages` that would go upstream is answered at once with 529
 `overloaded_error` and a `retry-after` of the time until the next probe (Claude Code gives up after three
 529s rather than retrying for minutes). A request that is the client's mistake is never refused by the
 breaker: it gets its own 4xx (see `admission`). Everything else (other routes, lifespan, websockets)
@@ -32,22 +32,13 @@ from ccproxy_asgi.plumbing.body import (
     replay_receive,
 )
 from ccproxy_asgi.plumbing.responses import send_error
-from ccproxy_asgi.plumbing.routes import route_path
+from ccproxy_asgi.plumbing.routes import is_messages_call
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.breaker")
 
 BreakerKeyMode = Literal["upstream", "upstream_model"]
 UPSTREAM_HEADER = "x-ccproxy-upstream"
-
-
-def is_messages_call(scope: Scope) -> bool:
-    """`POST …/v1/messages`: the only calls that reach the upstream's completions endpoint."""
-    return (
-        scope["type"] == "http"
-        and scope.get("method") == "POST"
-        and route_path(scope).rstrip("/").endswith("/v1/messages")
-    )
 
 
 def upstream_header_send(send: Send, ctx: RequestContext, header: bytes) -> Send:
@@ -247,6 +238,5 @@ __all__ = [
     "BreakerKeyMode",
     "CircuitBreakerMiddleware",
     "UpstreamHeaderMiddleware",
-    "is_messages_call",
     "upstream_header_send",
 ]

@@ -1,7 +1,7 @@
 """`MetricsMiddleware`: per-request metrics, into a `MetricsCollector` and OpenTelemetry instruments.
 
 For every HTTP request: duration, status and route, and the in-flight gauge. For chat requests
-(`POST …/v1/messages`) also the GenAI metrics: operation duration with `error.type`, requested and
+(`POST /v1/messages`) also the GenAI metrics: operation duration with `error.type`, requested and
 upstream model, token usage (from `ctx.usage`), time to first byte and to first content delta of
 streams, and one measurement per upstream attempt (`ctx.attempts`), retries included.
 
@@ -22,8 +22,8 @@ from ccproxy_asgi import jsonutil
 from ccproxy_asgi.context import RequestContext, get_context
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.otel import OTelMetrics
-from ccproxy_asgi.observability.record import RequestRecord, http_method, http_route, is_chat, measurements
-from ccproxy_asgi.plumbing.routes import route_path
+from ccproxy_asgi.observability.record import RequestRecord, http_method, measurements
+from ccproxy_asgi.plumbing.routes import Route, match_route, route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.metrics")
@@ -101,8 +101,8 @@ class MetricsMiddleware:
         otel = self.otel
         ctx = get_context(scope)
         method: str = scope.get("method", "GET")
-        path = route_path(scope)
-        chat = is_chat(method, path)
+        route = match_route(route_path(scope))
+        chat = method == "POST" and route is Route.MESSAGES
         status: int | None = None
         stream = False
         first_byte: float | None = None
@@ -147,7 +147,7 @@ class MetricsMiddleware:
                     otel.active_requests.add(-1)
                 record = RequestRecord(
                     method=http_method(method),
-                    route=http_route(path) or _starlette_route(scope),
+                    route=route.value if route is not None else _starlette_route(scope),
                     status=status,
                     duration_s=ended - started,
                 )

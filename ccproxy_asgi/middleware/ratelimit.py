@@ -1,16 +1,16 @@
 """`TokenRateLimitMiddleware`: keeps the upstream account within its RPM/TPM budget before it says no.
 
-For `POST …/v1/messages` only (count_tokens, models and everything else pass straight through, and so
-does lifespan): it reads and parses the body once into the request context (the endpoint reuses both),
-prices the request (prompt tokens with tiktoken + `max_tokens` reserved), waits in line for budget or
-answers a 429 `rate_limit_error` with `retry-after` by itself, replays the body to the inner app, adds
-`anthropic-ratelimit-*` headers to the response start it forwards (never a second start), learns from
-every upstream attempt when the response starts, and reconciles the reservation with real usage when
-the response ends (streams included).
+For `POST /v1/messages` below the mount point only (`ccproxy_asgi.plumbing.routes`; count_tokens,
+models and everything else pass straight through, and so does lifespan): it reads and parses the body
+once into the request context (the endpoint reuses both), prices the request (prompt tokens with tiktoken
++ `max_tokens` reserved), waits in line for budget or answers a 429 `rate_limit_error` with `retry-after`
+by itself, replays the body to the inner app, adds `anthropic-ratelimit-*` headers to the response start
+it forwards (never a second start), learns from every upstream attempt when the response starts, and
+reconciles the reservation with real usage when the response ends (streams included).
 
-Works in front of any route that serves Anthropic Messages requests. An inner app that is not this
-package's endpoint can report real usage by setting `get_context(scope).usage` before it returns; without
-it the estimate stands for a 2xx answer.
+Works in front of any app that serves Anthropic Messages requests at `/v1/messages` below its mount. An
+inner app that is not this package's endpoint can report real usage by setting
+`get_context(scope).usage` before it returns; without it the estimate stands for a 2xx answer.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ccproxy_asgi.plumbing.body import (
     read_body,
 )
 from ccproxy_asgi.plumbing.responses import send_error
-from ccproxy_asgi.plumbing.routes import route_path
+from ccproxy_asgi.plumbing.routes import is_messages_call
 from ccproxy_asgi.ratelimit.budget import Cost
 from ccproxy_asgi.ratelimit.cost import CostEstimator
 from ccproxy_asgi.ratelimit.factory import build_rate_limiter
@@ -52,7 +52,6 @@ from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 logger = logging.getLogger("ccproxy_asgi.ratelimit")
 
 _HEADER_PREFIX = b"anthropic-ratelimit-"
-_MESSAGES_SUFFIX = "/v1/messages"
 _CANCEL = Settlement(cancel=True)
 
 
@@ -106,11 +105,7 @@ class TokenRateLimitMiddleware:
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
             return
-        if (
-            scope["type"] != "http"
-            or scope.get("method") != "POST"
-            or not route_path(scope).endswith(_MESSAGES_SUFFIX)
-        ):
+        if not is_messages_call(scope):
             await self.app(scope, receive, send)
             return
         ctx = get_context(scope)

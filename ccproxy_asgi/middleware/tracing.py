@@ -21,14 +21,13 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 
 from ccproxy_asgi.context import RequestContext, get_context
 from ccproxy_asgi.observability import semconv as sc
-from ccproxy_asgi.observability.record import http_route, is_chat
 from ccproxy_asgi.observability.tracing import (
     W3C_PROPAGATOR,
     get_tracer,
     traceparent_of,
     usage_attributes,
 )
-from ccproxy_asgi.plumbing.routes import route_path
+from ccproxy_asgi.plumbing.routes import Route, match_route, route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 _TRACE_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate", b"baggage": "baggage"}
@@ -73,7 +72,8 @@ class TracingMiddleware:
         parent = self._propagator.extract(carrier) if carrier else None
         method: str = scope.get("method", "GET")
         path = route_path(scope)
-        route = http_route(path)
+        matched = match_route(path)
+        route = matched.value if matched is not None else ""
         attributes: dict[str, Any] = {
             sc.HTTP_METHOD: method,
             sc.URL_PATH: scope.get("path", path),
@@ -114,14 +114,14 @@ class TracingMiddleware:
         finally:
             otel_context.detach(token)
             if span.is_recording():
-                self._finish(span, ctx, method, path, status)
+                self._finish(span, ctx, chat=method == "POST" and matched is Route.MESSAGES, status=status)
             span.end()
 
-    def _finish(self, span: Span, ctx: RequestContext, method: str, path: str, status: int | None) -> None:
+    def _finish(self, span: Span, ctx: RequestContext, *, chat: bool, status: int | None) -> None:
         attributes: dict[str, Any] = {}
         if status is not None:
             attributes[sc.HTTP_STATUS] = status
-        if is_chat(method, path):
+        if chat:
             attributes[sc.OPERATION] = sc.OPERATION_CHAT
             attributes[sc.PROVIDER] = self._provider_name
             attributes[sc.SYSTEM] = self._provider_name

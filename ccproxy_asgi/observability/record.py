@@ -48,31 +48,12 @@ class RequestRecord:
         return status is None or status >= 500 or (status < 400 and self.error_type is not None)
 
 
-_KNOWN_ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/"})
-_MODEL_ROUTE = "/v1/models/"
-
-
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 
 def http_method(method: str) -> str:
     """`http.request.method` as the HTTP conventions bound it: a known method, else `_OTHER`."""
     return method if method in _KNOWN_METHODS else sc.ERROR_OTHER
-
-
-def http_route(path: str) -> str:
-    """The low-cardinality route of an endpoint path (`http.route`), "" for an unknown path: a
-    scanner's random URLs must not become label values."""
-    if path in _KNOWN_ROUTES:
-        return path
-    if path.startswith(_MODEL_ROUTE) and len(path) > len(_MODEL_ROUTE):
-        return "/v1/models/{model_id}"
-    return ""
-
-
-def is_chat(method: str, path: str) -> bool:
-    """`POST …/v1/messages`: a chat operation (what the GenAI metrics and spans describe)."""
-    return method == "POST" and path.rstrip("/").endswith("/v1/messages")
 
 
 def clip(value: str | None) -> str:
@@ -158,8 +139,6 @@ __all__ = [
     "attempt_error",
     "clip",
     "http_method",
-    "http_route",
-    "is_chat",
     "measurements",
     "upstream_address",
 ]
