@@ -5,18 +5,23 @@ on), metrics, error normalization, inbound auth (when `CCPROXY_API_KEYS` is set)
 (or, with fallback upstreams, the header naming the upstream that served), the token rate limiter (when
 a budget is set), then the endpoint. `/metrics`, `/health` and `/health/ready` are answered in front of
 all of them. `build_proxy` returns the parts too, for embedding and tests.
+
+The objects the layers share come from `ccproxy_asgi.app.wiring.wire`, and the app's lifespan is theirs:
+at startup the limiter's store is pinged, at shutdown the upstream clients, the limiter and the breaker
+are closed, in that order (the reverse of building them). No layer opens or closes anything itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import SecretStr
-
 from ccproxy_asgi.app.settings import Settings
-from ccproxy_asgi.breaker import CircuitBreaker, build_breaker
+from ccproxy_asgi.app.wiring.objects import wire
+from ccproxy_asgi.app.wiring.observability import Observability
+from ccproxy_asgi.app.wiring.providers import model_mapper, openai_provider, require_upstream
+from ccproxy_asgi.app.wiring.ratelimit import build_rate_limiter
+from ccproxy_asgi.breaker.circuit_breaker import CircuitBreaker
 from ccproxy_asgi.endpoint.dispatch import AnthropicEndpoint
-from ccproxy_asgi.logs import register_secrets
 from ccproxy_asgi.middleware.auth import APIKeyAuthMiddleware
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware, UpstreamHeaderMiddleware
 from ccproxy_asgi.middleware.correlation import CorrelationMiddleware
@@ -25,73 +30,15 @@ from ccproxy_asgi.middleware.metrics import MetricsMiddleware
 from ccproxy_asgi.middleware.observability import ObservabilityRoutes
 from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
 from ccproxy_asgi.middleware.tracing import TracingMiddleware
-from ccproxy_asgi.observability.factory import Observability, build_observability
-from ccproxy_asgi.plumbing.lifespan import LifespanHooks
+from ccproxy_asgi.plumbing.lifespan import LifespanContext
 from ccproxy_asgi.plumbing.pipeline import Pipeline
 from ccproxy_asgi.provider.base import ChatProvider
-from ccproxy_asgi.provider.fallback import FallbackProvider, fallback_entries
-from ccproxy_asgi.provider.openai import OpenAIProvider
-from ccproxy_asgi.provider.retry import RetryPolicy
-from ccproxy_asgi.provider.retry_budget import RetryBudget
-from ccproxy_asgi.ratelimit import RateLimiter, build_rate_limiter
 from ccproxy_asgi.ratelimit.cost import CostEstimator
-from ccproxy_asgi.tokens.counter import TokenCounter
+from ccproxy_asgi.ratelimit.limiter import RateLimiter
+from ccproxy_asgi.tokens.counter import TokenCounter, TokenCounterProtocol
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.translate.options import ProfileResolver, TranslationOptions
 from ccproxy_asgi.types import ASGIApp
-from ccproxy_asgi.upstream import HTTPClientConfig, create_upstream_client
-
-MOCK_UPSTREAM_HINT = "set CCPROXY_UPSTREAM_BASE_URL (or OPENAI_BASE_URL) and CCPROXY_UPSTREAM_API_KEY"
-
-
-def _retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.retry_max_attempts,
-        max_delay=settings.retry_max_backoff_seconds,
-        max_retry_after=settings.retry_max_retry_after_seconds,
-        total_timeout=settings.retry_total_timeout_seconds,
-        defer_to_retrying_clients=settings.retry_defer_to_retrying_clients,
-        budget=RetryBudget(
-            ratio=settings.retry_budget_ratio,
-            min_per_second=settings.retry_budget_min_per_second,
-            window=settings.retry_budget_window_seconds,
-        ),
-    )
-
-
-def _openai_provider(
-    settings: Settings,
-    base_url: str,
-    api_key: SecretStr | None,
-    counter: TokenCounter,
-    obs: Observability | None = None,
-) -> OpenAIProvider:
-    client = create_upstream_client(
-        settings.http_client,
-        HTTPClientConfig(
-            max_connections=settings.http_max_connections,
-            connect_timeout=settings.http_connect_timeout_seconds,
-            read_timeout=settings.http_read_timeout_seconds,
-            first_byte_timeout=settings.http_first_byte_timeout_seconds,
-            http2=settings.http2,
-        ),
-    )
-    return OpenAIProvider(
-        base_url=base_url,
-        api_key=api_key,
-        client=client,
-        token_counter=counter,
-        retry=_retry_policy(settings),
-        tracer=obs.tracer if obs is not None else None,
-        read_timeout=obs.adaptive_timeout if obs is not None else None,
-        provider_name=settings.otel_provider_name,
-    )
-
-
-def model_mapper(settings: Settings) -> ModelMapper:
-    return ModelMapper(
-        big_model=settings.big_model, small_model=settings.small_model, mapping=settings.model_map
-    )
 
 
 def build_endpoint(
@@ -101,13 +48,12 @@ def build_endpoint(
     counter: TokenCounter | None = None,
     models: ModelMapper | None = None,
 ) -> AnthropicEndpoint:
-    """The terminal endpoint wired from settings, with the OpenAI provider unless one is given."""
-    if settings.upstream_base_url is None:
-        raise ValueError(f"no upstream configured: {MOCK_UPSTREAM_HINT}")
+    """The terminal endpoint wired from settings, with the OpenAI provider unless one is given.
+
+    Used alone, the endpoint's own lifespan closes the provider; inside `create_app` the wiring does."""
+    base_url = require_upstream(settings)
     if provider is None:
-        provider = _openai_provider(
-            settings, settings.upstream_base_url, settings.upstream_api_key, counter or TokenCounter()
-        )
+        provider = openai_provider(settings, base_url, settings.upstream_api_key, counter or TokenCounter())
     return AnthropicEndpoint(
         provider=provider,
         models=models or model_mapper(settings),
@@ -129,6 +75,30 @@ def build_endpoint(
     )
 
 
+def mount_rate_limit(
+    app: ASGIApp,
+    settings: Settings,
+    *,
+    counter: TokenCounterProtocol | None = None,
+    models: ModelMapper | None = None,
+) -> ASGIApp:
+    """`app` behind a `TokenRateLimitMiddleware` configured from `settings`, or `app` itself when no
+    budget is configured. Pass the endpoint's token counter and model mapper to share them. The layer
+    pings the limiter's store at startup and closes it at shutdown (its own lifespan)."""
+    limiter = build_rate_limiter(settings)
+    if limiter is None:
+        return app
+    return TokenRateLimitMiddleware(
+        app,
+        limiter=limiter,
+        estimator=CostEstimator(counter=counter, default_max_tokens=settings.rate_limit_default_max_tokens),
+        models=models if models is not None else model_mapper(settings),
+        key=settings.rate_limit_key,
+        max_request_bytes=settings.max_request_bytes,
+        body_read_timeout=settings.body_read_timeout_seconds,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Proxy:
     """The assembled proxy: the ASGI app and the parts an embedding app may want to read."""
@@ -144,30 +114,9 @@ class Proxy:
 def build_proxy(settings: Settings | None = None) -> Proxy:
     """Every layer the settings ask for around the endpoint, in the order `Pipeline` checks."""
     settings = settings or Settings()
-    register_secrets(settings.upstream_api_key, *settings.api_keys)
-    counter = TokenCounter()
-    models = model_mapper(settings)
-    breaker = build_breaker(settings) if settings.breaker_enabled else None
-    limiter = build_rate_limiter(settings)
-    obs = build_observability(settings, breaker=breaker, limiter=limiter)
-    fallbacks = breaker is not None and bool(settings.fallback_upstreams)
-
-    if settings.upstream_base_url is None:
-        raise ValueError(f"no upstream configured: {MOCK_UPSTREAM_HINT}")
-    provider: ChatProvider = _openai_provider(
-        settings, settings.upstream_base_url, settings.upstream_api_key, counter, obs
-    )
-    if fallbacks and breaker is not None:
-        provider = FallbackProvider(
-            fallback_entries(
-                settings,
-                primary=provider,
-                make_provider=lambda url, key: _openai_provider(settings, url, key, counter, obs),
-            ),
-            breaker=breaker,
-            key_mode=settings.breaker_key,
-        )
-    endpoint = build_endpoint(settings, provider=provider, counter=counter, models=models)
+    wired = wire(settings)
+    breaker, limiter, obs, models = wired.breaker, wired.limiter, wired.observability, wired.models
+    endpoint = build_endpoint(settings, provider=wired.provider, counter=wired.counter, models=models)
 
     pipeline = Pipeline().add(
         CorrelationMiddleware, header_name=settings.request_id_header, access_log=settings.access_log
@@ -179,7 +128,7 @@ def build_proxy(settings: Settings | None = None) -> Proxy:
     pipeline.add(ErrorNormalizationMiddleware, max_body_bytes=settings.max_request_bytes)
     if settings.api_keys:
         pipeline.add(APIKeyAuthMiddleware, keys=[key.get_secret_value() for key in settings.api_keys])
-    if fallbacks:
+    if wired.fallbacks:
         pipeline.add(UpstreamHeaderMiddleware)
     elif breaker is not None:
         pipeline.add(
@@ -198,13 +147,14 @@ def build_proxy(settings: Settings | None = None) -> Proxy:
             TokenRateLimitMiddleware,
             limiter=limiter,
             estimator=CostEstimator(
-                counter=counter, default_max_tokens=settings.rate_limit_default_max_tokens
+                counter=wired.counter, default_max_tokens=settings.rate_limit_default_max_tokens
             ),
             models=models,
             key=settings.rate_limit_key,
             max_request_bytes=settings.max_request_bytes,
             body_read_timeout=settings.body_read_timeout_seconds,
             admission="deferred",
+            close_limiter=False,  # the wiring's resources close it
         )
     # Probes and scrapes are answered outside the pipeline: no auth, limits or access-log line for them.
     app: ASGIApp = ObservabilityRoutes(
@@ -213,8 +163,8 @@ def build_proxy(settings: Settings | None = None) -> Proxy:
         health=obs.health,
         **obs.paths,
     )
-    if breaker is not None:
-        app = LifespanHooks(app, on_shutdown=[breaker.aclose])
+    # The lifespan is answered here, not by the layers: the wiring opened everything, it closes it.
+    app = LifespanContext(app, wired.resources.running)
     return Proxy(
         app=app, endpoint=endpoint, pipeline=pipeline, breaker=breaker, limiter=limiter, observability=obs
     )
@@ -229,4 +179,4 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     return build_proxy(settings).app
 
 
-__all__ = ["Proxy", "build_endpoint", "build_proxy", "create_app", "model_mapper"]
+__all__ = ["Proxy", "build_endpoint", "build_proxy", "create_app", "mount_rate_limit"]

@@ -1,4 +1,9 @@
-"""Lifespan plumbing: run startup/shutdown hooks in a stack, and run a mounted app's lifespan.
+"""Lifespan plumbing: answer the lifespan with a context manager, run startup/shutdown hooks around an
+app's own lifespan, and run a mounted app's lifespan.
+
+`LifespanContext(app, context)` answers the lifespan scope by entering `context()` at startup and leaving
+it at shutdown (as Starlette's `lifespan=`); `create_app` uses it with the `Resources` its wiring built,
+so the one place that built the breaker, limiter and upstream clients also closes them.
 
 Starlette does not run the lifespan of an app mounted with `Mount("/anthropic", app=create_app())`;
 `run_lifespan` lets the parent's own lifespan drive it:
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +35,43 @@ Hook = Callable[[], Awaitable[None]]
 
 class LifespanError(RuntimeError):
     """A sub-application failed its startup or shutdown."""
+
+
+class LifespanContext:
+    """Answers the lifespan scope itself: `context()` is entered at startup and left at shutdown; every
+    other scope goes to `app`.
+
+    The inner app's own lifespan is not run: `context` opens and closes everything the app uses. An
+    exception entering it answers `lifespan.startup.failed`, leaving it `lifespan.shutdown.failed`.
+    """
+
+    def __init__(self, app: ASGIApp, context: Callable[[], AbstractAsyncContextManager[object]]) -> None:
+        self.app = app
+        self._context = context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        context = self._context()
+        try:
+            await context.__aenter__()
+        except Exception as exc:
+            logger.exception("startup failed")
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        assert message["type"] == "lifespan.shutdown"
+        try:
+            await context.__aexit__(None, None, None)
+        except Exception as exc:
+            logger.exception("shutdown failed")
+            await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 class LifespanHooks:
@@ -123,4 +166,4 @@ async def _reply(from_app: asyncio.Queue[Message], task: asyncio.Task[None]) -> 
     return from_app.get_nowait() if not from_app.empty() else {"type": "lifespan.unsupported"}
 
 
-__all__ = ["Hook", "LifespanError", "LifespanHooks", "run_lifespan"]
+__all__ = ["Hook", "LifespanContext", "LifespanError", "LifespanHooks", "run_lifespan"]
