@@ -1,6 +1,6 @@
 """The `redis.asyncio` client of the shared state backend: one Redis server, or a Redis Cluster.
 
-    client = redis_client_from_settings(settings)      # Redis, or RedisCluster with redis_cluster=true
+    client = build_redis_client(url, cluster=True)       # Redis, or RedisCluster with cluster=True
 
 Both the limiter's and the breaker's stores make one Lua call per decision whose keys share one hash tag,
 so the call runs on the one cluster node that owns that slot; both kinds of client run the same scripts.
@@ -25,8 +25,6 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
-
-from ccproxy_asgi.app.settings import Settings
 
 RedisClient: TypeAlias = Redis | RedisCluster
 """What a store may be given: a single-server client or a cluster client."""
@@ -91,18 +89,6 @@ def build_redis_client(
     return Redis(connection_pool=pool)
 
 
-def redis_client_from_settings(
-    settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_SECONDS, max_connections: int | None = None
-) -> RedisClient:
-    """`build_redis_client` for `redis_url`, as a cluster client when `redis_cluster` is set."""
-    return build_redis_client(
-        settings.redis_url.get_secret_value(),
-        cluster=settings.redis_cluster,
-        timeout=timeout,
-        max_connections=max_connections,
-    )
-
-
 async def close_redis_client(client: RedisClient) -> None:
     """Close `client` and its connections (a single-server client's pool too)."""
     if isinstance(client, RedisCluster):
@@ -117,5 +103,4 @@ __all__ = [
     "RedisClient",
     "build_redis_client",
     "close_redis_client",
-    "redis_client_from_settings",
 ]

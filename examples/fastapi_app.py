@@ -33,9 +33,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ccproxy_asgi.app import build_endpoint, build_proxy
+from ccproxy_asgi.app import build_breaker, build_endpoint, build_proxy
 from ccproxy_asgi.app.settings import Settings
-from ccproxy_asgi.breaker import build_breaker
 from ccproxy_asgi.context import Usage, get_context
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware
 from ccproxy_asgi.middleware.error_normalization import ErrorNormalizationMiddleware

@@ -27,9 +27,14 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
-from ccproxy_asgi.app import build_endpoint, model_mapper
+from ccproxy_asgi.app import (
+    build_breaker,
+    build_endpoint,
+    build_observability,
+    build_rate_limiter,
+    model_mapper,
+)
 from ccproxy_asgi.app.settings import Settings
-from ccproxy_asgi.breaker import build_breaker
 from ccproxy_asgi.middleware.auth import APIKeyAuthMiddleware
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware
 from ccproxy_asgi.middleware.correlation import CorrelationMiddleware
@@ -37,10 +42,9 @@ from ccproxy_asgi.middleware.error_normalization import ErrorNormalizationMiddle
 from ccproxy_asgi.middleware.metrics import MetricsMiddleware
 from ccproxy_asgi.middleware.observability import ObservabilityRoutes
 from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
-from ccproxy_asgi.observability import build_observability
 from ccproxy_asgi.plumbing.lifespan import run_lifespan
 from ccproxy_asgi.plumbing.pipeline import Layer, Pipeline
-from ccproxy_asgi.ratelimit import Budget, CostEstimator, RateLimiter, build_rate_limiter
+from ccproxy_asgi.ratelimit import Budget, CostEstimator, RateLimiter
 from ccproxy_asgi.tokens.counter import TokenCounter
 
 #: Used when the settings configure no budget: this example always shows the limiter at work.

@@ -15,7 +15,7 @@ from ccproxy_asgi.breaker.circuit_breaker import (
     TransitionListener,
     request_fingerprint,
 )
-from ccproxy_asgi.breaker.keys import build_breaker, policy_from_settings, upstream_key
+from ccproxy_asgi.breaker.keys import upstream_key
 from ccproxy_asgi.breaker.memory_store import MemoryBreakerStore
 from ccproxy_asgi.breaker.outcomes import attempt_outcome, request_outcome
 from ccproxy_asgi.breaker.store import BreakerStore
@@ -46,8 +46,6 @@ __all__ = [
     "Transition",
     "TransitionListener",
     "attempt_outcome",
-    "build_breaker",
-    "policy_from_settings",
     "request_fingerprint",
     "request_outcome",
     "upstream_key",

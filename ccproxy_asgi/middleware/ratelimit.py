@@ -21,7 +21,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
 from ccproxy_asgi.errors import ProxyError
 from ccproxy_asgi.headers import client_key_from
@@ -35,7 +34,6 @@ from ccproxy_asgi.plumbing.responses import send_error
 from ccproxy_asgi.plumbing.routes import is_messages_call
 from ccproxy_asgi.ratelimit.budget import Cost
 from ccproxy_asgi.ratelimit.cost import CostEstimator
-from ccproxy_asgi.ratelimit.factory import build_rate_limiter
 from ccproxy_asgi.ratelimit.feedback import (
     observation_from_attempts,
     observation_from_response,
@@ -45,7 +43,6 @@ from ccproxy_asgi.ratelimit.keys import KeyFunction, KeyMode, key_function
 from ccproxy_asgi.ratelimit.limiter import RateLimiter, Reservation
 from ccproxy_asgi.ratelimit.response_headers import ratelimit_headers
 from ccproxy_asgi.ratelimit.store import Settlement
-from ccproxy_asgi.tokens.counter import TokenCounterProtocol
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -279,31 +276,4 @@ class TokenRateLimitMiddleware:
         await self.app(scope, receive, send_closing)
 
 
-def mount_rate_limit(
-    app: ASGIApp,
-    settings: Settings,
-    *,
-    counter: TokenCounterProtocol | None = None,
-    models: ModelMapper | None = None,
-) -> ASGIApp:
-    """`app` behind a `TokenRateLimitMiddleware` configured from `settings`, or `app` itself when no
-    budget is configured. Pass the endpoint's token counter and model mapper to share them."""
-    limiter = build_rate_limiter(settings)
-    if limiter is None:
-        return app
-    if models is None:
-        models = ModelMapper(
-            big_model=settings.big_model, small_model=settings.small_model, mapping=settings.model_map
-        )
-    return TokenRateLimitMiddleware(
-        app,
-        limiter=limiter,
-        estimator=CostEstimator(counter=counter, default_max_tokens=settings.rate_limit_default_max_tokens),
-        models=models,
-        key=settings.rate_limit_key,
-        max_request_bytes=settings.max_request_bytes,
-        body_read_timeout=settings.body_read_timeout_seconds,
-    )
-
-
-__all__ = ["TokenRateLimitMiddleware", "mount_rate_limit"]
+__all__ = ["TokenRateLimitMiddleware"]

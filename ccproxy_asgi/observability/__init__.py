@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from ccproxy_asgi.observability.adaptive_timeout import AdaptiveTimeout, AdaptiveTimeoutPolicy
 from ccproxy_asgi.observability.collector import MetricsCollector
-from ccproxy_asgi.observability.factory import Observability, build_observability
 from ccproxy_asgi.observability.health import (
     HealthMonitor,
     HealthScore,
@@ -36,13 +35,11 @@ __all__ = [
     "LimiterSource",
     "MetricsCollector",
     "OTelMetrics",
-    "Observability",
     "Readiness",
     "ReadinessCheck",
     "RequestRecord",
     "SlidingOutcomes",
     "SlidingPercentiles",
-    "build_observability",
     "get_tracer",
     "ping_check",
     "tcp_check",

@@ -19,19 +19,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import SecretStr
+from typing import Any, Literal
 
 from ccproxy_asgi.breaker import CircuitBreaker, Outcome, Ticket, request_fingerprint, upstream_key
 from ccproxy_asgi.context import RequestContext
 from ccproxy_asgi.errors import OverloadedError, ProxyError
 from ccproxy_asgi.provider.base import ChatProvider
-from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.upstream.base import UpstreamResponse
-
-if TYPE_CHECKING:
-    from ccproxy_asgi.app.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,36 +196,4 @@ class FallbackProvider:
         await asyncio.gather(*(entry.provider.aclose() for entry in self._entries), return_exceptions=True)
 
 
-def fallback_entries(
-    settings: Settings,
-    *,
-    primary: ChatProvider,
-    make_provider: Callable[[str, SecretStr | None], ChatProvider],
-) -> list[UpstreamEntry]:
-    """The primary upstream, then `settings.fallback_upstreams` in order, each built by
-    `make_provider(base_url, api_key)` (so the caller decides clients, retries and token counting)."""
-    if settings.upstream_base_url is None:
-        raise ValueError("fallback upstreams need a primary upstream (CCPROXY_UPSTREAM_BASE_URL)")
-    entries = [UpstreamEntry(settings.upstream_name, settings.upstream_base_url, primary)]
-    for item in settings.fallback_upstreams:
-        mapped = item.big_model or item.small_model or item.model_map
-        mapper = (
-            ModelMapper(big_model=item.big_model, small_model=item.small_model, mapping=item.model_map)
-            if mapped
-            else None
-        )
-        entries.append(
-            UpstreamEntry(
-                item.name,
-                item.base_url,
-                make_provider(item.base_url, item.api_key),
-                mapper.resolve if mapper is not None else None,
-            )
-        )
-    names = [entry.name for entry in entries]
-    if len(set(names)) != len(names):
-        raise ValueError(f"upstream names must be unique, got {names}")
-    return entries
-
-
-__all__ = ["FallbackProvider", "UpstreamEntry", "fallback_entries"]
+__all__ = ["FallbackProvider", "UpstreamEntry"]

@@ -12,7 +12,6 @@ from ccproxy_asgi.ratelimit.adaptive import AdaptivePolicy, AdaptiveState
 from ccproxy_asgi.ratelimit.budget import Budget, Cost, WindowView
 from ccproxy_asgi.ratelimit.clock import Clock, MonotonicClock
 from ccproxy_asgi.ratelimit.cost import CostEstimator
-from ccproxy_asgi.ratelimit.factory import build_rate_limiter
 from ccproxy_asgi.ratelimit.feedback import observation_from_attempts, settlement_for
 from ccproxy_asgi.ratelimit.keys import KeyMode, client_identity, key_for
 from ccproxy_asgi.ratelimit.limiter import FailureMode, RateLimiter, Reservation, Waiting
@@ -53,7 +52,6 @@ __all__ = [
     "Ticket",
     "Waiting",
     "WindowView",
-    "build_rate_limiter",
     "client_identity",
     "key_for",
     "observation_from_attempts",

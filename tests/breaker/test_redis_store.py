@@ -16,7 +16,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ccproxy_asgi.app.settings import Settings
-from ccproxy_asgi.breaker import BreakerPolicy, CircuitBreaker, Outcome, State, build_breaker
+from ccproxy_asgi.app.wiring import build_breaker
+from ccproxy_asgi.breaker import BreakerPolicy, CircuitBreaker, Outcome, State
 from ccproxy_asgi.breaker.memory_store import MemoryBreakerStore
 from ccproxy_asgi.breaker.redis_store import RedisBreakerStore
 from tests.support.manual_clock import ManualClock

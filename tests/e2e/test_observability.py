@@ -25,7 +25,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from ccproxy_asgi.app.settings import Settings
-from ccproxy_asgi.breaker import CircuitBreaker, build_breaker
+from ccproxy_asgi.app.wiring import Observability, build_breaker, build_observability, build_rate_limiter
+from ccproxy_asgi.breaker import CircuitBreaker
 from ccproxy_asgi.endpoint.dispatch import AnthropicEndpoint
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware
 from ccproxy_asgi.middleware.correlation import CorrelationMiddleware
@@ -34,11 +35,9 @@ from ccproxy_asgi.middleware.metrics import MetricsMiddleware
 from ccproxy_asgi.middleware.observability import ObservabilityRoutes
 from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
 from ccproxy_asgi.middleware.tracing import TracingMiddleware
-from ccproxy_asgi.observability import Observability, build_observability
 from ccproxy_asgi.plumbing.pipeline import Pipeline
 from ccproxy_asgi.provider.openai import OpenAIProvider
 from ccproxy_asgi.provider.retry import RetryPolicy
-from ccproxy_asgi.ratelimit import build_rate_limiter
 from ccproxy_asgi.tokens.counter import TokenCounter
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.translate.options import ProfileResolver

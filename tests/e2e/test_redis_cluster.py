@@ -27,7 +27,8 @@ import httpx
 import pytest
 
 from ccproxy_asgi.app.settings import Settings
-from ccproxy_asgi.breaker import CircuitBreaker, Outcome, RedisBreakerStore, build_breaker, upstream_key
+from ccproxy_asgi.app.wiring import build_breaker
+from ccproxy_asgi.breaker import CircuitBreaker, Outcome, RedisBreakerStore, upstream_key
 from ccproxy_asgi.ratelimit import (
     AdaptivePolicy,
     Budget,

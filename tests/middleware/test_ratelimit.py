@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ccproxy_asgi.app import mount_rate_limit
 from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.context import RequestContext, UpstreamAttempt, Usage, get_context
-from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware, mount_rate_limit
+from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
 from ccproxy_asgi.ratelimit import Budget, Cost, CostEstimator, MemoryStore, RateLimiter
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.types import Message, Receive, Scope, Send

@@ -19,7 +19,7 @@ from ccproxy_asgi.errors import (
     RateLimitError,
     UpstreamError,
 )
-from ccproxy_asgi.provider.fallback import FallbackProvider, UpstreamEntry, fallback_entries
+from ccproxy_asgi.provider.fallback import FallbackProvider, UpstreamEntry
 from ccproxy_asgi.upstream.base import UpstreamResponse
 from tests.support.manual_clock import ManualClock
 
@@ -248,40 +248,6 @@ async def test_count_tokens_models_and_close(upstreams: list[ScriptedProvider], 
     assert await provider.list_models() == [PRIMARY]
     await provider.aclose()
     assert all(u.closed for u in upstreams)
-
-
-def test_entries_from_settings() -> None:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        upstream_base_url="https://api.example.com/v1",
-        upstream_name="openai",
-        fallback_upstreams=[
-            {"name": "local", "base_url": "http://127.0.0.1:8000/v1/", "api_key": "k", "big_model": "qwen"},
-            {"name": "gateway", "base_url": "https://gw.example.com/v1"},
-        ],
-    )
-    built: list[tuple[str, Any]] = []
-
-    def make_provider(url: str, key: Any) -> Any:
-        built.append((url, key.get_secret_value() if key else None))
-        return ScriptedProvider(url)
-
-    primary = ScriptedProvider("https://api.example.com/v1")
-    entries = fallback_entries(settings, primary=primary, make_provider=make_provider)
-    assert [(e.name, e.base_url) for e in entries] == [
-        ("openai", "https://api.example.com/v1"),
-        ("local", "http://127.0.0.1:8000/v1"),
-        ("gateway", "https://gw.example.com/v1"),
-    ]
-    assert built == [("http://127.0.0.1:8000/v1", "k"), ("https://gw.example.com/v1", None)]
-    assert entries[0].provider is primary
-    assert entries[0].resolve_model is None
-    assert entries[1].resolve_model is not None
-    assert entries[1].resolve_model("claude-opus-4") == "qwen"
-    assert entries[2].resolve_model is None
-    duplicate = settings.model_copy(update={"upstream_name": "local"})
-    with pytest.raises(ValueError, match="unique"):
-        fallback_entries(duplicate, primary=primary, make_provider=make_provider)
 
 
 def test_fallback_upstreams_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ccproxy_asgi.app import build_endpoint
+from ccproxy_asgi.app import build_endpoint, mount_rate_limit
 from ccproxy_asgi.app.settings import Settings
-from ccproxy_asgi.middleware.ratelimit import mount_rate_limit
 from ccproxy_asgi.types import ASGIApp
 
 
