@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from ccproxy_asgi import jsonutil
@@ -118,6 +119,38 @@ class OverloadedError(ProxyError):
     error_type = "overloaded_error"
 
 
+def _classes_by_status() -> dict[int, type[ProxyError]]:
+    """Each status to the class that introduced it (a subclass keeping its parent's status, such as
+    `FirstByteTimeoutError`, does not replace it)."""
+    table: dict[int, type[ProxyError]] = {}
+    pending = list(ProxyError.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        table.setdefault(cls.status, cls)
+        pending.extend(cls.__subclasses__())
+    return table
+
+
+#: The Anthropic status table (docs/protocol.md#errors-status-and-type), derived from the classes above:
+#: a status to the error class a response with that status is on the wire.
+ERROR_CLASS_BY_STATUS: Mapping[int, type[ProxyError]] = MappingProxyType(_classes_by_status())
+#: Statuses no class answers with, and the class that stands for each: a validation error (FastAPI's 422)
+#: is a malformed request, a conflict is retried like a server error (the SDKs retry both), an
+#: unavailable service is overloaded.
+STATUS_ALIASES: Mapping[int, type[ProxyError]] = MappingProxyType(
+    {409: ApiError, 422: InvalidRequestError, 503: OverloadedError}
+)
+
+
+def error_class_for_status(status: int) -> type[ProxyError]:
+    """The error class of an error response with `status`: its own, an alias, else `InvalidRequestError`
+    for a 4xx and `ApiError` for anything else."""
+    cls = ERROR_CLASS_BY_STATUS.get(status) or STATUS_ALIASES.get(status)
+    if cls is not None:
+        return cls
+    return InvalidRequestError if 400 <= status < 500 else ApiError
+
+
 #: Statuses that always leave the proxy with `retry-after`, and its value when nobody knew better (whole
 #: seconds: 1 is the shortest wait the SDKs honour, they ignore 0).
 RETRY_AFTER_STATUSES = frozenset({429, 529})
@@ -173,10 +206,13 @@ def sse_error_event(error_type: str, message: str, request_id: str | None) -> by
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
+    "ERROR_CLASS_BY_STATUS",
     "RETRY_AFTER_STATUSES",
+    "STATUS_ALIASES",
     "ApiError",
     "AuthenticationError",
     "BillingError",
+    "FirstByteTimeoutError",
     "InvalidRequestError",
     "MethodNotAllowedError",
     "NotFoundError",
@@ -189,6 +225,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeoutError",
     "error_body",
+    "error_class_for_status",
     "error_headers",
     "error_response_parts",
     "sse_error_event",

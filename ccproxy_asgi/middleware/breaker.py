@@ -24,6 +24,7 @@ from typing import Literal
 from ccproxy_asgi.breaker import CircuitBreaker, Outcome, Ticket, request_fingerprint, upstream_key
 from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
 from ccproxy_asgi.errors import InvalidRequestError, OverloadedError, ProxyError
+from ccproxy_asgi.headers import has_raw_header
 from ccproxy_asgi.plumbing.body import (
     BODY_READ_TIMEOUT_SECONDS,
     ClientDisconnected,
@@ -47,7 +48,7 @@ def upstream_header_send(send: Send, ctx: RequestContext, header: bytes) -> Send
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start" and ctx.upstream_name:
             headers = list(message.get("headers", ()))
-            if all(bytes(name).lower() != header for name, _ in headers):
+            if not has_raw_header(headers, header):
                 headers.append((header, ctx.upstream_name.encode("latin-1", "replace")))
                 message = {**message, "headers": headers}
         await send(message)

@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from ccproxy_asgi.context import RequestContext, get_context, new_request_id
-from ccproxy_asgi.errors import ApiError, ProxyError, error_response_parts
+from ccproxy_asgi.errors import ApiError, ProxyError
+from ccproxy_asgi.headers import bearer_token, drop_raw_headers, raw_headers_of
 from ccproxy_asgi.logs import ACCESS_LOGGER, bind, unbind
+from ccproxy_asgi.plumbing.responses import send_error
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.correlation")
@@ -34,18 +36,7 @@ def is_valid_request_id(value: str) -> bool:
 
 def _client_secrets(found: dict[bytes, str]) -> list[str | None]:
     """The key the client presented (either header), so log lines of this request can mask it."""
-    auth = found.get(b"authorization")
-    bearer = auth[7:].strip() if auth and auth[:7].lower() == "bearer " else None
-    return [found.get(b"x-api-key"), bearer]
-
-
-def _scan(scope: Scope, wanted: frozenset[bytes]) -> dict[bytes, str]:
-    """The first value of each wanted header, in one pass over the request headers."""
-    found: dict[bytes, str] = {}
-    for key, value in scope.get("headers", ()):
-        if key in wanted and key not in found:
-            found[key] = bytes(value).decode("latin-1")
-    return found
+    return [found.get(b"x-api-key"), bearer_token(found.get(b"authorization"))]
 
 
 class CorrelationMiddleware:
@@ -100,7 +91,7 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send)
             return
         ctx = get_context(scope)
-        found = _scan(scope, self._wanted)
+        found = raw_headers_of(scope.get("headers", ()), self._wanted)
         if ctx.request_id is None:
             ctx.request_id = self._incoming_id(found)
         request_id = ctx.request_id
@@ -112,9 +103,7 @@ class CorrelationMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                headers = [
-                    (k, v) for k, v in message.get("headers", ()) if bytes(k).lower() not in self._write
-                ]
+                headers = drop_raw_headers(message.get("headers", ()), self._write)
                 headers.extend((name, id_header) for name in self._write)
                 message["headers"] = headers
             await send(message)
@@ -140,10 +129,8 @@ class CorrelationMiddleware:
 
     @staticmethod
     async def _send_error(send: Send, error: ProxyError, request_id: str) -> None:
-        code, headers, body = error_response_parts(error, request_id)
         try:
-            await send({"type": "http.response.start", "status": code, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, error, request_id)
         except Exception:  # the client is gone; the server logs the original error
             logger.debug("could not send the 500 response", exc_info=True)
 

@@ -3,8 +3,8 @@
 - An exception before the response started becomes its envelope: a `ProxyError` with its own status,
   type and retry headers, anything else a 500 `api_error` with a fixed message (never a traceback).
 - An error response of an inner app that is not an envelope (a framework's `{"detail": ...}`, a plain
-  "Not Found", FastAPI's 422 list) is rewritten into one with the status of
-  docs/protocol.md#errors-status-and-type; an envelope
+  "Not Found", FastAPI's 422 list) is rewritten into one with the status and type of the error class for
+  its status (`errors.error_class_for_status`, docs/protocol.md#errors-status-and-type); an envelope
   without `request_id` gets it.
 - After an SSE stream began, an exception, an unfinished body, or an inner attempt at a second
   `http.response.start` become one `event: error` frame and the end of the stream.
@@ -31,10 +31,11 @@ from ccproxy_asgi.errors import (
     ProxyError,
     RequestTooLargeError,
     error_body,
-    error_response_parts,
+    error_class_for_status,
     sse_error_event,
 )
-from ccproxy_asgi.headers import request_header
+from ccproxy_asgi.headers import drop_raw_headers, has_raw_header, raw_header, request_header
+from ccproxy_asgi.plumbing.responses import error_messages, send_error
 from ccproxy_asgi.provider.redaction import redact_error_text
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,37 +44,18 @@ logger = logging.getLogger("ccproxy_asgi.errors")
 _MAX_MESSAGE = 1000
 # Error bodies are small; anything larger is not worth parsing for a message.
 _MAX_ERROR_BODY = 256 * 1024
-# Headers of an inner error response that the rewritten one must not keep: they describe the old body.
-_BODY_HEADERS = frozenset({b"content-type", b"content-length", b"content-encoding", b"transfer-encoding"})
-
-# Inner status -> (status, error type) on the wire (docs/protocol.md#errors-status-and-type and
-# #errors-upstream-to-client); unlisted 4xx become 400.
-_STATUS_MAP: dict[int, tuple[int, str]] = {
-    400: (400, "invalid_request_error"),
-    401: (401, "authentication_error"),
-    402: (402, "billing_error"),
-    403: (403, "permission_error"),
-    404: (404, "not_found_error"),
-    405: (405, "invalid_request_error"),
-    408: (504, "timeout_error"),
-    409: (409, "api_error"),
-    413: (413, "request_too_large"),
-    422: (400, "invalid_request_error"),
-    429: (429, "rate_limit_error"),
-    500: (500, "api_error"),
-    502: (502, "api_error"),
-    503: (529, "overloaded_error"),
-    504: (504, "timeout_error"),
-    529: (529, "overloaded_error"),
-}
+# Headers of an inner error response that the rewritten one must not keep: they describe the old body
+# (and the request id, which the rewritten one sets).
+_DROPPED_HEADERS = frozenset(
+    {b"content-type", b"content-length", b"content-encoding", b"transfer-encoding", b"request-id"}
+)
 
 
 def wire_status(status: int) -> tuple[int, str]:
-    """The status and Anthropic error type an error response with `status` leaves the stack with."""
-    mapped = _STATUS_MAP.get(status)
-    if mapped is not None:
-        return mapped
-    return (400, "invalid_request_error") if status < 500 else (500, "api_error")
+    """The status and Anthropic error type an error response with `status` leaves the stack with: those of
+    the error class for it (`errors.error_class_for_status`)."""
+    cls = error_class_for_status(status)
+    return cls.status, cls.error_type
 
 
 def is_envelope(body: Any) -> bool:
@@ -132,7 +114,7 @@ def _message_from(status: int, content_type: str, body: bytes) -> str:
 
 def _with_retry_after(status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """`headers`, with `retry-after` added when `status` must carry one and has none."""
-    if status in RETRY_AFTER_STATUSES and all(bytes(name).lower() != b"retry-after" for name, _ in headers):
+    if status in RETRY_AFTER_STATUSES and not has_raw_header(headers, b"retry-after"):
         headers.append((b"retry-after", DEFAULT_RETRY_AFTER))
     return headers
 
@@ -175,7 +157,7 @@ class ErrorNormalizationMiddleware:
         request_id = ensure_request_id(ctx)
         limit = self._max_body_bytes
         if limit is not None and _declared_length(scope) > limit:
-            await _send_error(send, RequestTooLargeError(_too_large(limit)), request_id)
+            await send_error(send, RequestTooLargeError(_too_large(limit)), request_id)
             return
         response = _ResponseState(send, request_id, head=scope.get("method") == "HEAD")
         received = 0
@@ -217,12 +199,6 @@ def _declared_length(scope: Scope) -> int:
 
 def _too_large(limit: int) -> str:
     return f"request body exceeds the limit of {limit} bytes"
-
-
-async def _send_error(send: Send, error: ProxyError, request_id: str) -> None:
-    status, headers, body = error_response_parts(error, request_id)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class _ResponseState:
@@ -299,7 +275,7 @@ class _ResponseState:
         headers = list(held.get("headers", ()))
         body = b"".join(self._held_body)
         content_type = _header_value(headers, b"content-type")
-        kept = [(k, v) for k, v in headers if bytes(k).lower() not in _BODY_HEADERS | {b"request-id"}]
+        kept = drop_raw_headers(headers, _DROPPED_HEADERS)
         parsed: Any = None
         if self._held_size <= _MAX_ERROR_BODY and "json" in content_type:
             try:
@@ -319,11 +295,7 @@ class _ResponseState:
         await self._deliver(start, end)
 
     async def _emit_error(self, error: ProxyError) -> None:
-        status, headers, body = error_response_parts(error, self._request_id)
-        await self._deliver(
-            {"type": "http.response.start", "status": status, "headers": headers},
-            {"type": "http.response.body", "body": body},
-        )
+        await self._deliver(*error_messages(error, self._request_id))
 
     async def _deliver(self, start: Message, end: Message) -> None:
         self.started = True
@@ -378,10 +350,7 @@ class _ResponseState:
 
 
 def _header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
-    for key, value in headers:
-        if bytes(key).lower() == name:
-            return bytes(value).decode("latin-1").lower()
-    return ""
+    return (raw_header(headers, name) or "").lower()
 
 
 __all__ = ["ErrorNormalizationMiddleware", "is_envelope", "wire_status"]

@@ -20,6 +20,7 @@ from opentelemetry.metrics import MeterProvider
 
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.context import RequestContext, get_context
+from ccproxy_asgi.headers import raw_header
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.otel import OTelMetrics
 from ccproxy_asgi.observability.record import RequestRecord, http_method, measurements
@@ -34,10 +35,8 @@ _MAX_ERROR_BODY = 8192
 
 
 def _event_stream(message: Message) -> bool:
-    for name, value in message.get("headers", ()):
-        if bytes(name).lower() == b"content-type":
-            return bytes(value).lower().startswith(b"text/event-stream")
-    return False
+    content_type = raw_header(message.get("headers", ()), b"content-type")
+    return content_type is not None and content_type.lower().startswith("text/event-stream")
 
 
 def _envelope_type(body: bytes) -> str | None:

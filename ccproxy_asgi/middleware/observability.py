@@ -14,13 +14,16 @@ A path set to None is not served (and passes through). Paths are matched below t
 from __future__ import annotations
 
 from ccproxy_asgi import jsonutil
+from ccproxy_asgi.errors import MethodNotAllowedError, NotFoundError
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.health import HealthMonitor
 from ccproxy_asgi.observability.prometheus import CONTENT_TYPE
+from ccproxy_asgi.plumbing.responses import send_error
 from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.types import ASGIApp, Receive, Scope, Send
 
 _JSON = b"application/json"
+_NO_STORE = {"cache-control": "no-store"}
 
 
 async def _answer(send: Send, status: int, content_type: bytes, body: bytes, *, head: bool = False) -> None:
@@ -36,10 +39,6 @@ async def _answer(send: Send, status: int, content_type: bytes, body: bytes, *, 
         }
     )
     await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-def _error(kind: str, message: str) -> bytes:
-    return jsonutil.dumps({"type": "error", "error": {"type": kind, "message": message}})
 
 
 class ObservabilityRoutes:
@@ -74,11 +73,11 @@ class ObservabilityRoutes:
             elif scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
             elif scope["type"] == "http":
-                await _answer(send, 404, _JSON, _error("not_found_error", "not found"))
+                await send_error(send, NotFoundError("not found", headers=_NO_STORE), None)
             return
         method = scope.get("method", "GET")
         if method not in ("GET", "HEAD"):
-            await _answer(send, 405, _JSON, _error("invalid_request_error", "use GET"))
+            await send_error(send, MethodNotAllowedError("use GET", headers=_NO_STORE), None)
             return
         head = method == "HEAD"
         if kind == "metrics":

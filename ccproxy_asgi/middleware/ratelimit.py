@@ -23,7 +23,7 @@ from typing import Any
 
 from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
 from ccproxy_asgi.errors import ProxyError
-from ccproxy_asgi.headers import client_key_from
+from ccproxy_asgi.headers import Headers, client_key_from, drop_raw_headers
 from ccproxy_asgi.plumbing.body import (
     BODY_READ_TIMEOUT_SECONDS,
     ClientDisconnected,
@@ -225,9 +225,7 @@ class TokenRateLimitMiddleware:
                 if learned:
                     observation = observation_from_attempts(ctx.attempts)
                 else:
-                    observation = observation_from_response(
-                        status, {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
-                    )
+                    observation = observation_from_response(status, Headers(headers))
                 await limiter.observe(reservation, observation)
                 message = {**message, "headers": self._with_headers(headers, status, reservation)}
             await send(message)
@@ -253,9 +251,9 @@ class TokenRateLimitMiddleware:
     ) -> list[tuple[bytes, bytes]]:
         if reservation.view is None:
             return headers
-        if status == 429 and any(name.lower().startswith(_HEADER_PREFIX) for name, _ in headers):
+        kept = drop_raw_headers(headers, prefix=_HEADER_PREFIX)
+        if status == 429 and len(kept) < len(headers):
             return headers  # the upstream's own figures say why it refused
-        kept = [(name, value) for name, value in headers if not name.lower().startswith(_HEADER_PREFIX)]
         kept.extend(
             (name.encode("latin-1"), value.encode("latin-1"))
             for name, value in ratelimit_headers(reservation.view).items()

@@ -20,6 +20,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from ccproxy_asgi.context import RequestContext, get_context
+from ccproxy_asgi.headers import raw_headers_of
 from ccproxy_asgi.observability import semconv as sc
 from ccproxy_asgi.observability.tracing import (
     W3C_PROPAGATOR,
@@ -30,16 +31,12 @@ from ccproxy_asgi.observability.tracing import (
 from ccproxy_asgi.plumbing.routes import Route, match_route, route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
-_TRACE_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate", b"baggage": "baggage"}
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 
 def _trace_headers(scope: Scope) -> dict[str, str]:
-    carrier: dict[str, str] = {}
-    for name, value in scope.get("headers", ()):
-        key = _TRACE_HEADERS.get(bytes(name).lower())
-        if key is not None:
-            carrier[key] = bytes(value).decode("latin-1")
-    return carrier
+    found = raw_headers_of(scope.get("headers", ()), _TRACE_HEADERS)
+    return {name.decode("latin-1"): value for name, value in found.items()}
 
 
 class TracingMiddleware:

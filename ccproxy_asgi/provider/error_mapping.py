@@ -30,6 +30,7 @@ from ccproxy_asgi.errors import (
     RequestTooLargeError,
     UpstreamError,
     UpstreamTimeoutError,
+    error_class_for_status,
 )
 from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.provider.redaction import MAX_SCANNED, redact_error_text
@@ -37,8 +38,11 @@ from ccproxy_asgi.provider.retry import upstream_retry_after
 from ccproxy_asgi.provider.upstream_limits import anthropic_ratelimit_headers
 
 _MAX_MESSAGE = 1000
-# Statuses that tell the client to wait: they get the caller's estimate when the upstream gave no hint.
-_WAIT_STATUSES = frozenset({429, 503, 529})
+# Errors that tell the client to wait: they get the caller's estimate when the upstream gave no hint.
+_WAIT_ERRORS: tuple[type[ProxyError], ...] = (RateLimitError, OverloadedError)
+# Upstream 4xx answered with the error class of their status, the upstream's message as it is; any other
+# 4xx without a row of its own is the client's malformed request.
+_AS_IS_ERRORS: tuple[type[ProxyError], ...] = (BillingError, NotFoundError, RequestTooLargeError)
 _QUOTA_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted", "billing_hard_limit_reached"})
 _CONTEXT_HINTS = (
     "context_length_exceeded",
@@ -120,8 +124,9 @@ def map_upstream_error(
     headers = Headers.of(headers)
     detail = parse_error_body(body, secrets)
     message = detail.message
+    cls = error_class_for_status(status)
     retry_after = upstream_retry_after(status, headers)
-    if retry_after is None and status in _WAIT_STATUSES:
+    if retry_after is None and issubclass(cls, _WAIT_ERRORS):
         retry_after = estimate
     if status == 400 or status == 422:
         if _is_context_overflow(detail):
@@ -134,26 +139,23 @@ def map_upstream_error(
         # The proxy's own key was refused: blaming the client's key would send them on a wrong hunt.
         # Retrying cannot fix a wrong key: without `x-should-retry: false` Claude Code retries for minutes.
         return ApiError(f"upstream credentials rejected ({status})", should_retry=False)
-    if status == 402:
-        # OpenRouter and other credit-based gateways: paying, not retrying, is the fix.
-        return BillingError(message)
-    if status == 404:
-        return NotFoundError(message)
     if status == 409:
         # Retried by the SDKs as a 500 is; a client 4xx would tell them not to.
         return ApiError(f"upstream conflict (409): {message}", retry_after=retry_after)
     if status == 408 or status == 504:
+        # The upstream's 408 says the proxy's request to it timed out: for the client, a gateway timeout.
         return UpstreamTimeoutError(f"upstream timed out: {message}", retry_after=retry_after)
-    if status == 413:
-        return RequestTooLargeError(message)
     if status == 429:
         if _is_quota(detail):
             return RateLimitError(f"upstream quota exhausted: {message}", should_retry=False)
         return RateLimitError(message, retry_after=retry_after, headers=anthropic_ratelimit_headers(headers))
-    if status in (503, 529):
+    if cls is OverloadedError:  # 503, 529
         return OverloadedError(f"upstream overloaded: {message}", retry_after=retry_after)
     if status >= 500:
         return ApiError(f"upstream error ({status}): {message}", retry_after=retry_after)
+    if cls in _AS_IS_ERRORS:
+        # 402 from OpenRouter and other credit-based gateways: paying, not retrying, is the fix.
+        return cls(message)
     if 400 <= status < 500:
         return InvalidRequestError(message)
     return UpstreamError(f"unexpected upstream status {status}")

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from ccproxy_asgi.context import get_context
-from ccproxy_asgi.errors import OverloadedError, RateLimitError
+from ccproxy_asgi.errors import OverloadedError, RateLimitError, error_class_for_status
 from ccproxy_asgi.middleware import ErrorNormalizationMiddleware
 from ccproxy_asgi.middleware.error_normalization import is_envelope, wire_status
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
@@ -187,8 +187,11 @@ async def test_envelope_with_request_id_is_kept_as_is() -> None:
         (401, "application/json", b'{"message":"who are you"}', 401, "authentication_error", "who are you"),
         (402, "text/plain", b"", 402, "billing_error", "Payment Required"),
         (403, "application/json", b'{"error":"forbidden"}', 403, "permission_error", "forbidden"),
-        (408, "text/plain", b"", 504, "timeout_error", "Request Timeout"),
-        (409, "text/plain", b"conflict", 409, "api_error", "conflict"),
+        # An inner app's 408 is its client being too slow, as the proxy's own 408 (the status table); the
+        # upstream's 408 is the proxy's timeout and becomes a 504 (provider.error_mapping).
+        (408, "text/plain", b"", 408, "timeout_error", "Request Timeout"),
+        # Anthropic has no 409: it is retried as a 500 api_error, as an upstream's 409 is.
+        (409, "text/plain", b"conflict", 500, "api_error", "conflict"),
         (413, "text/plain", b"", 413, "request_too_large", "Request Entity Too Large"),
         (415, "text/plain", b"Unsupported", 400, "invalid_request_error", "Unsupported"),
         (
@@ -233,6 +236,12 @@ def test_wire_status_table() -> None:
     assert wire_status(503) == (529, "overloaded_error")
     assert wire_status(418) == (400, "invalid_request_error")
     assert wire_status(599) == (500, "api_error")
+
+
+@pytest.mark.parametrize("status", range(400, 600))
+def test_wire_status_is_the_error_class_of_the_status(status: int) -> None:
+    cls = error_class_for_status(status)
+    assert wire_status(status) == (cls.status, cls.error_type)
 
 
 async def test_successful_responses_pass_untouched() -> None:
