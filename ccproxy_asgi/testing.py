@@ -287,7 +287,8 @@ async def call_asgi(
 ) -> ASGIResult:
     """Send one HTTP request through `app` in process and record every message it sends.
 
-    `headers` are sent as given (a server lower-cases names; pass them lower-case to do the same);
+    `headers` is a mapping, whose names are lower-cased as a server does, or `(name, value)` byte pairs,
+    sent as they are;
     `body` is the request body or its chunks, `json` a body to serialise instead (with
     `content-type: application/json` unless `headers` has one). `scope` is a scope to use as it is (the
     same object, so a test can set up its request context first); the keys it lacks are filled in from
@@ -296,7 +297,7 @@ async def call_asgi(
     that (`disconnect` for a client that leaves at once). Exceptions from `app` propagate.
     """
     pairs = (
-        [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
         if isinstance(headers, Mapping)
         else list(headers)
     )

@@ -15,6 +15,7 @@ from ccproxy_asgi.app import create_app
 from ccproxy_asgi.context import get_context
 from ccproxy_asgi.ids import key_fingerprint
 from ccproxy_asgi.middleware.auth import APIKeyAuthMiddleware, StaticKeyVerifier
+from ccproxy_asgi.testing import ASGIResult, call_asgi
 from tests.support.mock_process import MockUpstreamProcess, mock_upstream_fixture
 from tests.support.proxy_server import serve_app
 from tests.support.stack import UPSTREAM_KEY, proxy_settings
@@ -36,19 +37,13 @@ def user_app() -> Starlette:
     return Starlette(routes=[route, Route("/open", whoami)])
 
 
-async def call(app: Starlette, headers: dict[str, str], path: str = "/v1/messages") -> httpx.Response:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        return (
-            await client.post(path, headers=headers, content=b"{}")
-            if path != "/open"
-            else await client.get(path)
-        )
+async def post(app: Starlette, headers: dict[str, str]) -> ASGIResult:
+    return await call_asgi(app, "POST", "/v1/messages", headers=headers, body=b"{}")
 
 
 async def test_missing_key_is_a_401_envelope() -> None:
-    response = await call(user_app(), {})
-    assert response.status_code == 401
+    response = await post(user_app(), {})
+    assert response.status == 401
     body = response.json()
     assert body["type"] == "error"
     assert body["error"]["type"] == "authentication_error"
@@ -66,8 +61,8 @@ async def test_missing_key_is_a_401_envelope() -> None:
     ],
 )
 async def test_accepted_keys_carry_their_identity(headers: dict[str, str], identity: str) -> None:
-    response = await call(user_app(), headers)
-    assert response.status_code == 200
+    response = await post(user_app(), headers)
+    assert response.status == 200
     assert response.json() == {"identity": identity}
 
 
@@ -75,14 +70,14 @@ async def test_accepted_keys_carry_their_identity(headers: dict[str, str], ident
     "headers", [{"x-api-key": "key-a-12"}, {"authorization": "Basic key-a-123"}, {"x-api-key": ""}]
 )
 async def test_wrong_keys_are_refused(headers: dict[str, str]) -> None:
-    response = await call(user_app(), headers)
-    assert response.status_code == 401
+    response = await post(user_app(), headers)
+    assert response.status == 401
     assert "key-a-12" not in response.text
 
 
 async def test_routes_without_the_layer_are_untouched() -> None:
-    response = await call(user_app(), {}, path="/open")
-    assert response.status_code == 200
+    response = await call_asgi(user_app(), "GET", "/open")
+    assert response.status == 200
 
 
 def test_unnamed_keys_get_fingerprints_not_the_key() -> None:

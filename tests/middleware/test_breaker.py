@@ -9,7 +9,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
@@ -17,7 +16,8 @@ from starlette.routing import Mount
 from ccproxy_asgi.breaker import BreakerPolicy, CircuitBreaker, Outcome, State
 from ccproxy_asgi.context import UpstreamAttempt, get_context
 from ccproxy_asgi.middleware.breaker import CircuitBreakerMiddleware, UpstreamHeaderMiddleware
-from ccproxy_asgi.types import Message, Receive, Scope, Send
+from ccproxy_asgi.testing import ASGIResult, call_asgi
+from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 from tests.support.manual_clock import ManualClock
 
 UPSTREAM = "http://user:secret@upstream.test/v1/"
@@ -77,11 +77,9 @@ def distinct_body() -> bytes:
     return json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [message]}).encode()
 
 
-async def post(app: Any, path: str = "/v1/messages", body: bytes | None = None) -> httpx.Response:
+async def post(app: ASGIApp, path: str = "/v1/messages", body: bytes | None = None) -> ASGIResult:
     body = distinct_body() if body is None else body
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://proxy.test") as client:
-        return await client.post(path, content=body, headers={"content-type": "application/json"})
+    return await call_asgi(app, "POST", path, body=body, headers={"content-type": "application/json"})
 
 
 async def test_opens_after_upstream_failures_and_answers_529_without_calling_inside() -> None:
@@ -90,11 +88,11 @@ async def test_opens_after_upstream_failures_and_answers_529_without_calling_ins
     app = layer(endpoint, cb)
     endpoint.behaviour = answer(503)
     for _ in range(3):
-        assert (await post(app)).status_code == 503
+        assert (await post(app)).status == 503
     clock.advance(2)
     response = await post(app)
     assert endpoint.calls == 3
-    assert response.status_code == 529
+    assert response.status == 529
     assert response.headers["retry-after"] == "11"  # 10.5 s to the next probe, rounded up
     assert response.headers["retry-after-ms"] == "10500"
     assert response.headers["request-id"].startswith("req_")
@@ -111,13 +109,11 @@ async def test_only_messages_posts_are_gated() -> None:
     app = layer(endpoint, cb)
     endpoint.behaviour = answer(503)
     await post(app)
-    assert (await post(app)).status_code == 529
+    assert (await post(app)).status == 529
     endpoint.behaviour = answer(None)
-    assert (await post(app, "/v1/messages/count_tokens")).status_code == 200
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://proxy.test") as client:
-        assert (await client.get("/v1/models")).status_code == 200
-        assert (await client.get("/v1/messages")).status_code == 200  # the endpoint answers 405 itself
+    assert (await post(app, "/v1/messages/count_tokens")).status == 200
+    assert (await call_asgi(app, "GET", "/v1/models")).status == 200
+    assert (await call_asgi(app, "GET", "/v1/messages")).status == 200  # the endpoint answers 405 itself
     sent: list[Message] = []
     messages = iter([{"type": "lifespan.startup"}])
 
@@ -227,27 +223,20 @@ async def test_a_probe_whose_client_left_gives_its_slot_back() -> None:
 
     endpoint.behaviour = abandoned
     disconnect = asyncio.Event()
-    messages: list[Message] = [{"type": "http.request", "body": BODY}]
 
-    async def receive() -> Message:
-        if messages:
-            return messages.pop(0)
+    async def leave() -> Message:
         await disconnect.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: Message) -> None:
-        raise AssertionError("nothing may be sent to a client that left")
-
-    scope = {"type": "http", "method": "POST", "path": "/v1/messages", "headers": [], "query_string": b""}
-    task = asyncio.create_task(app(scope, receive, send))
+    task = asyncio.create_task(call_asgi(app, "POST", "/v1/messages", body=BODY, after_body=leave))
     await started.wait()
     assert not (await cb.acquire(KEY)).allowed  # the probe slot is taken while it runs
     disconnect.set()
-    await task
+    assert (await task).messages == [], "nothing may be sent to a client that left"
     snap = await cb.snapshot(KEY)
     assert (snap.state, snap.probes_in_flight) == (State.HALF_OPEN, 0)
     endpoint.behaviour = answer(200)
-    assert (await post(app)).status_code == 200
+    assert (await post(app)).status == 200
     assert (await cb.snapshot(KEY)).state is State.CLOSED
 
 
@@ -291,12 +280,12 @@ async def test_upstream_model_keys_give_each_model_its_own_breaker() -> None:
     endpoint.behaviour = answer(503)
     await post(app)
     assert (await cb.snapshot(KEY + "|big")).state is State.OPEN
-    assert (await post(app)).status_code == 529
+    assert (await post(app)).status == 529
     endpoint.behaviour = answer(200)
     other = json.dumps({"model": "gpt-4o-mini", "max_tokens": 5, "messages": []}).encode()
-    assert (await post(app, body=other)).status_code == 200
+    assert (await post(app, body=other)).status == 200
     assert endpoint.bodies[-1] == other  # the body read for the key is replayed to the inner app
-    assert (await post(app, body=b"{not json")).status_code == 200  # the endpoint's 400, not the gate's
+    assert (await post(app, body=b"{not json")).status == 200  # the endpoint's 400, not the gate's
     assert endpoint.bodies[-1] == b"{not json"
 
 
@@ -304,7 +293,7 @@ async def test_upstream_model_mode_answers_413_for_an_oversized_body() -> None:
     endpoint = FakeEndpoint()
     app = layer(endpoint, breaker(ManualClock()), key_mode="upstream_model", max_request_bytes=10)
     response = await post(app)
-    assert response.status_code == 413
+    assert response.status == 413
     assert response.json()["error"]["type"] == "request_too_large"
     assert endpoint.calls == 0
 
@@ -322,9 +311,9 @@ async def test_drops_into_starlette_middleware_and_mounts() -> None:
             )
         ],
     )
-    assert (await post(app, "/anthropic/v1/messages")).status_code == 503
+    assert (await post(app, "/anthropic/v1/messages")).status == 503
     response = await post(app, "/anthropic/v1/messages")
-    assert response.status_code == 529
+    assert response.status == 529
     assert response.json()["error"]["type"] == "overloaded_error"
 
 

@@ -20,6 +20,7 @@ from ccproxy_asgi.context import Usage, get_context
 from ccproxy_asgi.errors import RateLimitError
 from ccproxy_asgi.logs import ACCESS_LOGGER, JsonFormatter, RequestIdFilter, current_request_id
 from ccproxy_asgi.middleware import CorrelationMiddleware, ErrorNormalizationMiddleware, is_valid_request_id
+from ccproxy_asgi.testing import call_asgi
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 app_logger = logging.getLogger("tests.correlation.app")
@@ -60,43 +61,11 @@ def logs() -> Iterator[Capture]:
 async def call(
     app: ASGIApp, path: str = "/", *, headers: Sequence[tuple[bytes, bytes]] = (), method: str = "GET"
 ) -> tuple[int, dict[str, list[str]], bytes]:
-    """One request through `app`: status, headers (name -> every value), body."""
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"key=sk-in-the-query-0123456789",
-        "headers": list(headers),
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
-    }
-    messages: list[Message] = []
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.sleep(3600)
-        raise AssertionError("unreachable")
-
-    async def send(message: Message) -> None:
-        messages.append(message)
-
-    await app(scope, receive, send)
-    starts = [m for m in messages if m["type"] == "http.response.start"]
-    assert len(starts) == 1
-    out: dict[str, list[str]] = {}
-    for key, value in starts[0]["headers"]:
-        out.setdefault(bytes(key).decode().lower(), []).append(bytes(value).decode())
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-    return int(starts[0]["status"]), out, body
+    """One request through `app`, a key in its query string: status, headers (name -> every value), body."""
+    result = await call_asgi(
+        app, method, path, headers=headers, query_string=b"key=sk-in-the-query-0123456789"
+    )
+    return result.status, {name: result.header_values(name) for name in result.headers}, result.body
 
 
 async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -21,41 +20,10 @@ from ccproxy_asgi.context import get_context
 from ccproxy_asgi.errors import OverloadedError, RateLimitError, error_class_for_status
 from ccproxy_asgi.middleware import ErrorNormalizationMiddleware
 from ccproxy_asgi.middleware.error_normalization import is_envelope, wire_status
+from ccproxy_asgi.testing import ASGIResult, call_asgi, disconnect
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 SECRET = "sk-secret-in-an-exception-0123456789"
-
-
-@dataclass
-class Result:
-    messages: list[Message] = field(default_factory=list)
-
-    @property
-    def starts(self) -> list[Message]:
-        return [m for m in self.messages if m["type"] == "http.response.start"]
-
-    @property
-    def status(self) -> int:
-        assert len(self.starts) == 1, self.starts
-        return int(self.starts[0]["status"])
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.starts[0]["headers"]:
-            if bytes(key).decode().lower() == name:
-                return bytes(value).decode()
-        return None
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def complete(self) -> bool:
-        bodies = [m for m in self.messages if m["type"] == "http.response.body"]
-        return bool(bodies) and not bodies[-1].get("more_body", False)
 
 
 async def call(
@@ -66,45 +34,20 @@ async def call(
     body: bytes | Sequence[bytes] = b"",
     headers: Sequence[tuple[bytes, bytes]] = (),
     request_id: str | None = None,
-) -> Result:
-    """One HTTP request through `app`, every message it sends recorded."""
-    chunks = [body] if isinstance(body, bytes) else list(body)
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": list(headers),
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
-    }
+) -> ASGIResult:
+    """One HTTP request through `app` from a client that leaves once its body is sent, every message the
+    app sends recorded; `request_id` is put on the request's context first."""
+    scope: Scope = {}
     if request_id is not None:
         get_context(scope).request_id = request_id
-    result = Result()
-
-    async def receive() -> Message:
-        if chunks:
-            chunk = chunks.pop(0)
-            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        result.messages.append(message)
-
-    await app(scope, receive, send)
-    return result
+    return await call_asgi(app, method, path, body=body, headers=headers, scope=scope, after_body=disconnect)
 
 
-def assert_envelope(result: Result, status: int, error_type: str, request_id: str = "req_test") -> str:
+def assert_envelope(result: ASGIResult, status: int, error_type: str, request_id: str = "req_test") -> str:
     assert result.status == status
-    assert result.header("content-type") == "application/json"
-    assert result.header("request-id") == request_id
-    assert int(result.header("content-length") or -1) == len(result.body)
+    assert result.headers.get("content-type") == "application/json"
+    assert result.headers.get("request-id") == request_id
+    assert int(result.headers.get("content-length") or -1) == len(result.body)
     payload = result.json()
     assert is_envelope(payload), payload
     assert payload["error"]["type"] == error_type
@@ -124,9 +67,9 @@ async def test_proxy_error_becomes_its_envelope_with_retry_headers() -> None:
 
     result = await call(ErrorNormalizationMiddleware(app), request_id="req_test")
     assert assert_envelope(result, 429, "rate_limit_error") == "slow down"
-    assert result.header("retry-after") == "2"
-    assert result.header("retry-after-ms") == "1500"
-    assert result.header("anthropic-ratelimit-requests-limit") == "5"
+    assert result.headers.get("retry-after") == "2"
+    assert result.headers.get("retry-after-ms") == "1500"
+    assert result.headers.get("anthropic-ratelimit-requests-limit") == "5"
 
 
 async def test_unhandled_exception_is_a_500_without_traceback_or_secret(
@@ -151,7 +94,7 @@ async def test_generates_a_request_id_when_no_layer_set_one() -> None:
     result = await call(ErrorNormalizationMiddleware(app))
     request_id = result.json()["request_id"]
     assert request_id.startswith("req_")
-    assert result.header("request-id") == request_id
+    assert result.headers.get("request-id") == request_id
     assert result.status == 529
 
 
@@ -166,7 +109,7 @@ async def test_envelope_passes_through_and_gets_request_id() -> None:
 
     result = await call(ErrorNormalizationMiddleware(app), request_id="req_test")
     assert assert_envelope(result, 404, "not_found_error") == "no such model"
-    assert result.header("x-extra") == "kept"
+    assert result.headers.get("x-extra") == "kept"
 
 
 async def test_envelope_with_request_id_is_kept_as_is() -> None:
@@ -251,7 +194,7 @@ async def test_successful_responses_pass_untouched() -> None:
     result = await call(ErrorNormalizationMiddleware(app), request_id="req_test")
     assert result.status == 200
     assert result.body == b"fine"
-    assert result.header("x-a") == "1"
+    assert result.headers.get("x-a") == "1"
 
 
 async def test_secrets_in_an_inner_error_message_are_masked() -> None:
@@ -365,7 +308,7 @@ async def test_second_response_start_never_reaches_the_client() -> None:
         await JSONResponse({"detail": "late"}, status_code=429)(scope, receive, send)
 
     result = await call(ErrorNormalizationMiddleware(app), request_id="req_test")
-    assert len(result.starts) == 1
+    assert [m["type"] for m in result.messages].count("http.response.start") == 1
     assert result.status == 200
     assert [name for name, _ in sse_events(result.body)] == ["message_start", "error"]
     assert result.complete
@@ -471,7 +414,7 @@ async def test_starlette_404_405_and_crash_are_envelopes() -> None:
     )
     not_allowed = await call(app, "/hello", method="POST", request_id="req_test")
     assert_envelope(not_allowed, 405, "invalid_request_error")
-    assert not_allowed.header("allow") is not None
+    assert not_allowed.headers.get("allow") is not None
     crash = await call(app, "/crash", request_id="req_test")
     assert assert_envelope(crash, 500, "api_error") == "internal server error"
     assert SECRET not in crash.body.decode()
@@ -493,7 +436,7 @@ async def test_on_one_route_of_a_starlette_app() -> None:
     )
     result = await call(app, "/limited", request_id="req_test")
     assert assert_envelope(result, 429, "rate_limit_error") == "route limit"
-    assert result.header("retry-after") == "3"
+    assert result.headers.get("retry-after") == "3"
     assert (await call(app, "/other")).body == b"not normalized"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -15,6 +15,8 @@ from ccproxy_asgi.errors import RateLimitError, error_response_parts, sse_error_
 from ccproxy_asgi.middleware.metrics import MetricsMiddleware
 from ccproxy_asgi.observability import semconv as sc
 from ccproxy_asgi.observability.collector import MetricsCollector
+from ccproxy_asgi.observability.record import Measurement, RequestRecord
+from ccproxy_asgi.testing import call_asgi
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 from tests.support.manual_clock import ManualClock
 
@@ -32,16 +34,7 @@ def scope(method: str = "POST", path: str = "/v1/messages") -> Scope:
 
 
 async def run(app: ASGIApp, request: Scope | None = None) -> list[Message]:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(request or scope(), receive, send)
-    return sent
+    return (await call_asgi(app, body=b"{}", scope=request or scope())).messages
 
 
 def endpoint(
@@ -212,8 +205,14 @@ async def test_other_scopes_and_unknown_paths() -> None:
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b"no"})
 
+    async def startup() -> Message:
+        return {"type": "lifespan.startup"}
+
+    async def discard(message: Message) -> None:
+        pass
+
     layer = MetricsMiddleware(app, otel=False)
-    await layer({"type": "lifespan"}, lambda: asyncio.sleep(0), lambda m: asyncio.sleep(0))  # type: ignore[arg-type,return-value]
+    await layer({"type": "lifespan"}, startup, discard)
     assert lifespans == ["seen"]
     await run(layer, scope("GET", "/.env"))
     assert layer.collector.value(sc.HTTP_SERVER_DURATION, ("GET", "", "404")) == 1
@@ -223,7 +222,7 @@ async def test_other_scopes_and_unknown_paths() -> None:
 
 async def test_a_broken_collector_never_breaks_the_request(caplog: pytest.LogCaptureFixture) -> None:
     class Broken(MetricsCollector):
-        def record(self, record: Any) -> None:
+        def record(self, record: RequestRecord, items: Sequence[Measurement] | None = None) -> None:
             raise ValueError("collector bug")
 
     layer = MetricsMiddleware(endpoint(), collector=Broken(), otel=False)

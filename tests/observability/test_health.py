@@ -11,16 +11,17 @@ import json
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
 from ccproxy_asgi.context import UpstreamAttempt
+from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.middleware.observability import ObservabilityRoutes
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.health import HealthMonitor, ping_check, tcp_check
 from ccproxy_asgi.observability.record import RequestRecord
-from ccproxy_asgi.types import Message, Receive, Scope, Send
+from ccproxy_asgi.testing import call_asgi
+from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 from tests.support.manual_clock import ManualClock
 
 
@@ -31,6 +32,7 @@ class FakeStats:
     rejected: int = 0
     successes: int = 0
     failures: int = 0
+    request_errors: int = 0
     neutral: int = 0
 
 
@@ -154,21 +156,9 @@ def test_score_from_success_rate_breakers_and_latency() -> None:
 # ----- the routes ---------------------------------------------------------------------------------------
 
 
-async def call(app: Any, method: str, path: str, root_path: str = "") -> tuple[int, dict[str, str], bytes]:
-    scope: Scope = {"type": "http", "method": method, "path": root_path + path, "root_path": root_path}
-    scope["headers"] = []
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = sent[0]
-    headers = {bytes(k).decode(): bytes(v).decode() for k, v in start["headers"]}
-    return start["status"], headers, b"".join(m.get("body", b"") for m in sent[1:])
+async def call(app: ASGIApp, method: str, path: str, root_path: str = "") -> tuple[int, Headers, bytes]:
+    result = await call_asgi(app, method, root_path + path, root_path=root_path)
+    return result.status, result.headers, result.body
 
 
 async def inner(scope: Scope, receive: Receive, send: Send) -> None:
