@@ -8,7 +8,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,10 +18,12 @@ from starlette.routing import Route
 from ccproxy_asgi.app import mount_rate_limit
 from ccproxy_asgi.app.settings import Settings
 from ccproxy_asgi.context import RequestContext, UpstreamAttempt, Usage, get_context
+from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.middleware.ratelimit import TokenRateLimitMiddleware
 from ccproxy_asgi.ratelimit import Budget, Cost, CostEstimator, MemoryStore, RateLimiter
+from ccproxy_asgi.testing import call_asgi
 from ccproxy_asgi.translate.models import ModelMapper
-from ccproxy_asgi.types import Message, Receive, Scope, Send
+from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 from tests.support.manual_clock import ManualClock
 
 BODY = {"model": "claude-sonnet-4", "max_tokens": 100, "messages": [{"role": "user", "content": "hello"}]}
@@ -109,30 +110,16 @@ def http_scope(
 
 
 async def call(
-    app: Any,
+    app: ASGIApp,
     scope: Scope,
     body: bytes | None = None,
     *,
     after_body: Callable[[], Awaitable[Message]] | None = None,
 ) -> list[Message]:
+    """`BODY` (or `body`) through `app` in two halves; every message the app sends."""
     raw = json.dumps(BODY).encode() if body is None else body
-    parts = [raw[: len(raw) // 2], raw[len(raw) // 2 :]]
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        if parts:
-            chunk = parts.pop(0)
-            return {"type": "http.request", "body": chunk, "more_body": bool(parts)}
-        if after_body is not None:
-            return await after_body()
-        await asyncio.Event().wait()  # never disconnects
-        raise AssertionError("unreachable")
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
+    halves = (raw[: len(raw) // 2], raw[len(raw) // 2 :])
+    return (await call_asgi(app, body=halves, scope=scope, after_body=after_body)).messages
 
 
 def start_of(sent: list[Message]) -> tuple[int, dict[str, str]]:
@@ -307,8 +294,8 @@ async def test_queued_request_is_served_when_budget_frees() -> None:
 async def test_learns_from_every_upstream_attempt_when_the_response_starts() -> None:
     limiter, _, _ = limiter_for(Budget(requests=100, window=60), max_wait=0)
     attempts = [
-        UpstreamAttempt(url="u", status=429, headers={"Retry-After": "30"}),
-        UpstreamAttempt(url="u", status=200, headers={"x-ratelimit-remaining-requests": "50"}),
+        UpstreamAttempt(url="u", status=429, headers=Headers({"Retry-After": "30"})),
+        UpstreamAttempt(url="u", status=200, headers=Headers({"x-ratelimit-remaining-requests": "50"})),
     ]
     inner = InnerApp(attempts=attempts, usage=Usage(10, 10))
     await call(layer(inner, limiter), http_scope())
@@ -389,12 +376,11 @@ async def test_drops_into_starlette_middleware() -> None:
             )
         ],
     )
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        ok = await client.post("/v1/messages", json=BODY)
-        refused = await client.post("/v1/messages", json=BODY)
-    assert ok.status_code == 200
+    ok = await call_asgi(app, "POST", "/v1/messages", json=BODY)
+    refused = await call_asgi(app, "POST", "/v1/messages", json=BODY)
+    assert ok.status == 200
     assert ok.json() == {"model": "claude-sonnet-4"}
     assert ok.headers["anthropic-ratelimit-requests-remaining"] == "0"
-    assert refused.status_code == 429
+    assert refused.status == 429
     assert refused.json()["error"]["type"] == "rate_limit_error"
     assert refused.headers["request-id"] == refused.json()["request_id"]
