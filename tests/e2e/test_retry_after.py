@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,9 +28,9 @@ from multidict import CIMultiDict
 
 from ccproxy_asgi.app import create_app
 from ccproxy_asgi.app.settings import Settings
-from ccproxy_asgi.context import get_context
 from ccproxy_asgi.errors import OverloadedError, RateLimitError, error_response_parts
 from ccproxy_asgi.middleware.error_normalization import ErrorNormalizationMiddleware
+from ccproxy_asgi.testing import call_asgi
 from ccproxy_asgi.types import Message, Receive, Scope, Send
 from tests.support.proxy_server import free_port, serve_app
 
@@ -284,6 +284,7 @@ def test_an_overloaded_upstream_is_a_529_with_retry_after(
 ) -> None:
     upstream.reset(default=Reply(status, [], openai_error("overloaded", "server_error")))
     url = stack.proxy()
+    headers: Mapping[str, str]
     if client == "sdk":
         error = sdk_error(url)
         assert isinstance(error, anthropic.OverloadedError)
@@ -329,18 +330,8 @@ async def _through_errors_layer(status: int, headers: list[tuple[bytes, bytes]],
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope: Scope = {"type": "http", "method": "POST", "path": "/v1/messages", "headers": []}
-    get_context(scope)
-    await ErrorNormalizationMiddleware(inner)(scope, receive, send)
-    return sent[0]
+    result = await call_asgi(ErrorNormalizationMiddleware(inner), "POST", "/v1/messages")
+    return result.messages[0]
 
 
 @pytest.mark.parametrize(
