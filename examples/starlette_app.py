@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -53,8 +52,7 @@ DEFAULT_BUDGET = Budget(requests=500, tokens=200_000, window=60.0)
 
 def as_middleware(layers: Sequence[Layer]) -> list[Middleware]:
     """`Pipeline` layers as Starlette `Middleware`, outermost first (Starlette's order too)."""
-    # `Layer.cls` is typed as a plain `type`; Starlette's `Middleware` wants a middleware factory.
-    return [Middleware(cast(Any, layer.cls), **layer.options) for layer in layers]
+    return [Middleware(layer.cls, *layer.args, **layer.options) for layer in layers]
 
 
 def create_starlette_app(settings: Settings | None = None) -> Starlette:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import ClassVar
 
 from ccproxy_asgi.context import ensure_request_id, get_context
 from ccproxy_asgi.errors import AuthenticationError
 from ccproxy_asgi.headers import client_key_from
 from ccproxy_asgi.ids import key_fingerprint
+from ccproxy_asgi.plumbing.pipeline import LayerKind
 from ccproxy_asgi.plumbing.responses import send_error
 from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.types import ASGIApp, Receive, Scope, Send
@@ -50,6 +52,8 @@ class StaticKeyVerifier:
 
 class APIKeyAuthMiddleware:
     """Answers 401 `authentication_error` unless the request carries an accepted key."""
+
+    kind: ClassVar[LayerKind] = LayerKind.AUTH
 
     def __init__(
         self,

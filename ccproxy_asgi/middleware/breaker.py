@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ccproxy_asgi.breaker import CircuitBreaker, Outcome, Ticket, request_fingerprint, upstream_key
 from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
@@ -32,6 +32,7 @@ from ccproxy_asgi.plumbing.body import (
     read_body,
     replay_receive,
 )
+from ccproxy_asgi.plumbing.pipeline import LayerKind
 from ccproxy_asgi.plumbing.responses import send_error
 from ccproxy_asgi.plumbing.routes import is_messages_call
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,6 +59,8 @@ def upstream_header_send(send: Send, ctx: RequestContext, header: bytes) -> Send
 
 class UpstreamHeaderMiddleware:
     """Adds `x-ccproxy-upstream: <name>` to Messages responses once an upstream served them."""
+
+    kind: ClassVar[LayerKind] = LayerKind.UPSTREAM_HEADER
 
     def __init__(self, app: ASGIApp, *, header: str = UPSTREAM_HEADER) -> None:
         self.app = app
@@ -109,6 +112,8 @@ class CircuitBreakerMiddleware:
     through every `BreakerPolicy.open_probe_interval_seconds` instead of refusing everything until its
     recovery time ends (see `BreakerPolicy`).
     """
+
+    kind: ClassVar[LayerKind] = LayerKind.BREAKER
 
     def __init__(
         self,

@@ -12,11 +12,13 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 from ccproxy_asgi.context import RequestContext, get_context, new_request_id
 from ccproxy_asgi.errors import ApiError, ProxyError
 from ccproxy_asgi.headers import bearer_token, drop_raw_headers, raw_headers_of
 from ccproxy_asgi.logs import ACCESS_LOGGER, bind, unbind
+from ccproxy_asgi.plumbing.pipeline import LayerKind
 from ccproxy_asgi.plumbing.responses import send_error
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,6 +50,8 @@ class CorrelationMiddleware:
     - The response always carries `request-id`, and `header_name` too when that is another name.
     - `access_log`: write one line per request to the `ccproxy_asgi.access` logger.
     """
+
+    kind: ClassVar[LayerKind] = LayerKind.CORRELATION
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.context import ensure_request_id, get_context
@@ -35,6 +35,7 @@ from ccproxy_asgi.errors import (
     sse_error_event,
 )
 from ccproxy_asgi.headers import drop_raw_headers, has_raw_header, raw_header, request_header
+from ccproxy_asgi.plumbing.pipeline import LayerKind
 from ccproxy_asgi.plumbing.responses import error_messages, send_error
 from ccproxy_asgi.provider.redaction import redact_error_text
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
@@ -144,6 +145,8 @@ class ErrorNormalizationMiddleware:
 
     `max_body_bytes`: a request body larger than this is answered 413 (None: no limit here).
     """
+
+    kind: ClassVar[LayerKind] = LayerKind.ERRORS
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int | None = None) -> None:
         self.app = app

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from opentelemetry.metrics import MeterProvider
 
@@ -24,6 +25,7 @@ from ccproxy_asgi.headers import raw_header
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.otel import OTelMetrics
 from ccproxy_asgi.observability.record import RequestRecord, http_method, measurements
+from ccproxy_asgi.plumbing.pipeline import LayerKind
 from ccproxy_asgi.plumbing.routes import Route, match_route, route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -69,6 +71,8 @@ class MetricsMiddleware:
     - `provider_name`: `gen_ai.provider.name` (default: the collector's, "openai").
     - `clock`: the duration clock (injected in tests).
     """
+
+    kind: ClassVar[LayerKind] = LayerKind.METRICS
 
     def __init__(
         self,

@@ -13,11 +13,14 @@ A path set to None is not served (and passes through). Paths are matched below t
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ccproxy_asgi import jsonutil
 from ccproxy_asgi.errors import MethodNotAllowedError, NotFoundError
 from ccproxy_asgi.observability.collector import MetricsCollector
 from ccproxy_asgi.observability.health import HealthMonitor
 from ccproxy_asgi.observability.prometheus import CONTENT_TYPE
+from ccproxy_asgi.plumbing.pipeline import LayerKind
 from ccproxy_asgi.plumbing.responses import send_error
 from ccproxy_asgi.plumbing.routes import route_path
 from ccproxy_asgi.types import ASGIApp, Receive, Scope, Send
@@ -43,6 +46,8 @@ async def _answer(send: Send, status: int, content_type: bytes, body: bytes, *, 
 
 class ObservabilityRoutes:
     """See the module docstring. `collector` serves `/metrics`, `health` the two health routes."""
+
+    kind: ClassVar[LayerKind] = LayerKind.OBSERVABILITY_ROUTES
 
     def __init__(
         self,

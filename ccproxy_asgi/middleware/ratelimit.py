@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from ccproxy_asgi.context import AdmissionMode, RequestContext, ensure_request_id, get_context
 from ccproxy_asgi.errors import ProxyError
@@ -30,6 +30,7 @@ from ccproxy_asgi.plumbing.body import (
     parse_json_body,
     read_body,
 )
+from ccproxy_asgi.plumbing.pipeline import LayerKind
 from ccproxy_asgi.plumbing.responses import send_error
 from ccproxy_asgi.plumbing.routes import is_messages_call
 from ccproxy_asgi.ratelimit.budget import Cost
@@ -74,6 +75,8 @@ class TokenRateLimitMiddleware:
     limit (413 above); `body_read_timeout`: seconds to receive it (408 after). `close_limiter`: close
     the limiter's store at lifespan shutdown.
     """
+
+    kind: ClassVar[LayerKind] = LayerKind.RATE_LIMIT
 
     def __init__(
         self,

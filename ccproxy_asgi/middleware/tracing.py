@@ -12,7 +12,7 @@ pass through with one type check each. With no SDK installed the cost is a few m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -28,6 +28,7 @@ from ccproxy_asgi.observability.tracing import (
     traceparent_of,
     usage_attributes,
 )
+from ccproxy_asgi.plumbing.pipeline import LayerKind
 from ccproxy_asgi.plumbing.routes import Route, match_route, route_path
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,6 +47,8 @@ class TracingMiddleware:
     - `propagator`: reads the incoming trace context; W3C trace context by default.
     - `provider_name`: `gen_ai.provider.name` of the upstream.
     """
+
+    kind: ClassVar[LayerKind] = LayerKind.TRACING
 
     def __init__(
         self,

@@ -9,6 +9,9 @@
         .wrap(endpoint)
     )
 
+`add` is typed like Starlette's `Middleware`: the options are the layer's own keyword arguments, so a
+misspelt or mistyped option fails `mypy` (and the layer's constructor at `wrap`).
+
 Order rules (a violation raises `PipelineOrderError` naming both layers and why):
 - the correlation layer is outermost, so every response, 500s included, carries the request id;
 - the error layer is outside the breaker and the rate limiter, so their answers leave as envelopes
@@ -16,30 +19,57 @@ Order rules (a violation raises `PipelineOrderError` naming both layers and why)
 - auth is outside the rate limiter, which budgets per client key identity set by auth;
 - metrics are outside the breaker and the limiter, so their rejections are measured;
 - no layer appears twice.
-Layers are recognised by class name along their MRO, so subclasses follow the same rules.
+A layer is recognised by its `kind` class attribute (a `LayerKind`), so a subclass follows the rules of
+its base; a layer without one (an application's own) may go anywhere.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, Protocol
 
 from ccproxy_asgi.types import ASGIApp
 
-CORRELATION = "CorrelationMiddleware"
-ERRORS = "ErrorNormalizationMiddleware"
-AUTH = "APIKeyAuthMiddleware"
-METRICS = "MetricsMiddleware"
-BREAKER = "CircuitBreakerMiddleware"
-RATE_LIMIT = "TokenRateLimitMiddleware"
+P = ParamSpec("P")
+
+
+class LayerKind(enum.Enum):
+    """What a layer of this package is, for the order rules (the `kind` class attribute of each layer)."""
+
+    CORRELATION = "correlation"
+    TRACING = "tracing"
+    METRICS = "metrics"
+    ERRORS = "errors"
+    AUTH = "auth"
+    BREAKER = "breaker"
+    UPSTREAM_HEADER = "upstream_header"
+    RATE_LIMIT = "rate_limit"
+    OBSERVABILITY_ROUTES = "observability_routes"
+
+
+class LayerFactory(Protocol[P]):
+    """A layer: called with the app it wraps and its options, it returns the wrapped app (a middleware
+    class, as Starlette's `Middleware` takes)."""
+
+    def __call__(self, app: ASGIApp, /, *args: P.args, **kwargs: P.kwargs) -> ASGIApp: ...
+
 
 # (outer, inner, why): `outer`, when present with `inner`, must wrap it.
-_MUST_WRAP: tuple[tuple[str, str, str], ...] = (
-    (ERRORS, BREAKER, "the breaker's 529s and anything unexpected inside it must leave as envelopes"),
-    (ERRORS, RATE_LIMIT, "the limiter's 429s and anything unexpected inside it must leave as envelopes"),
-    (AUTH, RATE_LIMIT, "the limiter budgets per client key, which auth identifies"),
-    (METRICS, BREAKER, "the breaker's rejections must be measured"),
-    (METRICS, RATE_LIMIT, "the limiter's waits and rejections must be measured"),
+_MUST_WRAP: tuple[tuple[LayerKind, LayerKind, str], ...] = (
+    (
+        LayerKind.ERRORS,
+        LayerKind.BREAKER,
+        "the breaker's 529s and anything unexpected inside it must leave as envelopes",
+    ),
+    (
+        LayerKind.ERRORS,
+        LayerKind.RATE_LIMIT,
+        "the limiter's 429s and anything unexpected inside it must leave as envelopes",
+    ),
+    (LayerKind.AUTH, LayerKind.RATE_LIMIT, "the limiter budgets per client key, which auth identifies"),
+    (LayerKind.METRICS, LayerKind.BREAKER, "the breaker's rejections must be measured"),
+    (LayerKind.METRICS, LayerKind.RATE_LIMIT, "the limiter's waits and rejections must be measured"),
 )
 
 
@@ -47,21 +77,32 @@ class PipelineOrderError(ValueError):
     """The layers are in an order that breaks a guarantee of the pipeline."""
 
 
-def _kind(layer: type) -> str | None:
-    for cls in layer.__mro__:
-        if cls.__name__ in (CORRELATION, ERRORS, AUTH, METRICS, BREAKER, RATE_LIMIT):
-            return cls.__name__
-    return None
+def layer_kind(factory: object) -> LayerKind | None:
+    """The `kind` class attribute of a layer, None for a layer that has none."""
+    kind = getattr(factory, "kind", None)
+    return kind if isinstance(kind, LayerKind) else None
 
 
 @dataclass(frozen=True, slots=True)
 class Layer:
-    cls: type
+    """One layer of a pipeline: its factory and the arguments it is called with after the app."""
+
+    cls: LayerFactory[...]
+    args: tuple[Any, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        return self.cls.__name__
+        name = getattr(self.cls, "__name__", None)
+        return name if isinstance(name, str) else type(self.cls).__name__
+
+    @property
+    def kind(self) -> LayerKind | None:
+        return layer_kind(self.cls)
+
+    def build(self, app: ASGIApp) -> ASGIApp:
+        """`app` wrapped in this layer."""
+        return self.cls(app, *self.args, **self.options)
 
 
 @dataclass(slots=True)
@@ -70,35 +111,41 @@ class Pipeline:
 
     layers: list[Layer] = field(default_factory=list)
 
-    def add(self, cls: type, **options: Any) -> Pipeline:
-        """Append a layer inside the ones added before it."""
-        self.layers.append(Layer(cls, dict(options)))
+    def add(self, cls: LayerFactory[P], /, *args: P.args, **options: P.kwargs) -> Pipeline:
+        """Append a layer inside the ones added before it; `args` and `options` follow the app it wraps."""
+        self.layers.append(Layer(cls, tuple(args), dict(options)))
         return self
 
     def check(self) -> None:
         """Raise `PipelineOrderError` if the order breaks one of the rules above."""
-        kinds = [_kind(layer.cls) for layer in self.layers]
-        seen: set[str] = set()
-        for layer, kind in zip(self.layers, kinds, strict=True):
-            if kind is not None and kind in seen:
+        position: dict[LayerKind, Layer] = {}
+        index: dict[LayerKind, int] = {}
+        for i, layer in enumerate(self.layers):
+            kind = layer.kind
+            if kind is None:
+                continue
+            if kind in position:
                 raise PipelineOrderError(f"{layer.name} is in the pipeline twice")
-            if kind is not None:
-                seen.add(kind)
-        if CORRELATION in kinds and kinds.index(CORRELATION) != 0:
-            outer = self.layers[0].name
+            position[kind] = layer
+            index[kind] = i
+        if index.get(LayerKind.CORRELATION, 0) != 0:
+            correlation = position[LayerKind.CORRELATION].name
+            outermost = self.layers[0].name
             raise PipelineOrderError(
-                f"{CORRELATION} must be outermost (it is inside {outer}): responses from the layers "
+                f"{correlation} must be outermost (it is inside {outermost}): responses from the layers "
                 "outside it, 500s included, would miss the request id"
             )
         for outer, inner, why in _MUST_WRAP:
-            if outer in kinds and inner in kinds and kinds.index(outer) > kinds.index(inner):
-                raise PipelineOrderError(f"{outer} must be outside {inner}: {why}")
+            if outer in index and inner in index and index[outer] > index[inner]:
+                raise PipelineOrderError(
+                    f"{position[outer].name} must be outside {position[inner].name}: {why}"
+                )
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         """`app` wrapped in every layer, after checking their order."""
         self.check()
         for layer in reversed(self.layers):
-            app = layer.cls(app, **layer.options)
+            app = layer.build(app)
         return app
 
     def describe(self) -> list[str]:
@@ -106,4 +153,4 @@ class Pipeline:
         return [layer.name for layer in self.layers]
 
 
-__all__ = ["Layer", "Pipeline", "PipelineOrderError"]
+__all__ = ["Layer", "LayerFactory", "LayerKind", "Pipeline", "PipelineOrderError", "layer_kind"]
