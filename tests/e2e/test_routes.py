@@ -10,7 +10,7 @@ breaker guarded it, the limiter skipped it and the endpoint answered 404.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -95,12 +95,20 @@ def mounted(app: ASGIApp) -> ASGIApp:
     return Starlette(routes=[Mount(PREFIX, app=app)], lifespan=lifespan)
 
 
+def at_root(app: ASGIApp) -> ASGIApp:
+    return app
+
+
+def behind_root_path(app: ASGIApp) -> ASGIApp:
+    return with_root_path(app, PREFIX)
+
+
 # deployment -> (the app around the stack, the prefix the client puts before /v1/messages)
-DEPLOYMENTS = {
-    "root": (lambda app: app, ""),
+DEPLOYMENTS: dict[str, tuple[Callable[[ASGIApp], ASGIApp], str]] = {
+    "root": (at_root, ""),
     "mount": (mounted, PREFIX),
-    "root_path": (lambda app: with_root_path(app, PREFIX), PREFIX),
-    "root_path_stripped": (lambda app: with_root_path(app, PREFIX), ""),
+    "root_path": (behind_root_path, PREFIX),  # the full path, the prefix in root_path
+    "root_path_stripped": (behind_root_path, ""),  # a front proxy stripped the prefix already
 }
 
 
