@@ -27,7 +27,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check ccproxy_asgi tests bench examples
 
 typecheck: $(VENV)/.dev-installed
-	$(BIN)/mypy --strict ccproxy_asgi
+	$(BIN)/mypy --strict ccproxy_asgi tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info ccproxy_asgi/_cython/*.c ccproxy_asgi/_cython/*.so

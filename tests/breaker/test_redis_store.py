@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -186,7 +187,7 @@ async def test_build_breaker_from_settings(redis_server: RedisServer) -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         state_backend="redis",
-        redis_url=redis_url,
+        redis_url=SecretStr(redis_url),
         breaker_failure_threshold=1,
         breaker_recovery_seconds=60,
         breaker_half_open_probes=2,

@@ -7,7 +7,7 @@ and the same id in the `request-id` header; nothing may reach the upstream.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import pytest
@@ -21,7 +21,7 @@ GOOD: dict[str, Any] = {"model": MODEL, "max_tokens": 64, "messages": [{"role": 
 def assert_envelope(response: Any, status: int, error_type: str, *, mentions: str = "") -> dict[str, Any]:
     assert response.status == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["type"] == "error"
     assert body["error"]["type"] == error_type
     assert isinstance(body["error"]["message"], str)
@@ -91,8 +91,9 @@ def test_invalid_messages_requests(e2e: E2E, change: dict[str, Any], mentions: s
 
 
 def test_invalid_request_through_the_sdk(e2e: E2E) -> None:
+    no_content = cast(Any, [{"role": "user"}])  # invalid on purpose: the SDK's types forbid it
     with pytest.raises(anthropic.BadRequestError) as caught:
-        e2e.client().messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user"}])  # type: ignore[typeddict-item]
+        e2e.client().messages.create(model=MODEL, max_tokens=64, messages=no_content)
     assert caught.value.status_code == 400
     assert caught.value.request_id
     assert caught.value.request_id.startswith("req_")

@@ -15,6 +15,7 @@ import pytest
 
 from tests.fixtures.claude_code_request import build_claude_code_request
 from tests.support.e2e import E2E
+from tests.support.sdk import first_text
 
 MODEL = "claude-sonnet-4-6"
 CLIENTS = ["aiohttp", "httpx"]
@@ -43,7 +44,7 @@ def normalized(message: Any) -> dict[str, Any]:
 
 def conversation(client: anthropic.Anthropic) -> list[dict[str, Any]]:
     """A short Claude-Code-like agent loop: thinking + tool call, the result, a streamed answer."""
-    history: list[dict[str, Any]] = [
+    history: list[Any] = [
         {
             "role": "user",
             "content": [
@@ -129,7 +130,7 @@ def test_retry_then_success_on_both_clients(e2e: E2E, http_client: str) -> None:
         model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "second time lucky"}]
     ) as events:
         message = events.get_final_message()
-    assert message.content[0].text.startswith("Mock reply to: second time lucky")
+    assert first_text(message.content).startswith("Mock reply to: second time lucky")
     assert [r["fault"] for r in e2e.upstream_requests()] == ["503", None]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import anthropic
 import pytest
+from anthropic.types.beta import BetaToolParam
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
@@ -15,10 +16,11 @@ from ccproxy_asgi.app import create_app
 from tests.fixtures.claude_code_request import build_claude_code_request
 from tests.support.e2e import E2E
 from tests.support.proxy_server import serve_app
+from tests.support.sdk import first_text
 from tests.support.stack import proxy_settings
 
 MODEL = "claude-sonnet-4-6"
-TOOL = {
+TOOL: BetaToolParam = {
     "name": "get_weather",
     "description": "Weather for a city, today and the next days.",
     "input_schema": {
@@ -136,11 +138,11 @@ def test_mounted_under_a_prefix_without_its_lifespan(e2e: E2E) -> None:
             messages=[{"role": "user", "content": "mounted hello"}],
             betas=["claude-code-20250219"],
         )
-        assert message.content[0].text.startswith("Mock reply to: mounted hello")
+        assert first_text(message.content).startswith("Mock reply to: mounted hello")
         with client.messages.stream(
             model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "mounted stream"}]
         ) as stream:
-            assert stream.get_final_message().content[0].text.startswith("Mock reply to: mounted stream")
+            assert first_text(stream.get_final_message().content).startswith("Mock reply to: mounted stream")
         count = client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "count"}])
         assert count.input_tokens > 0
         assert "gpt-4o" in [m.id for m in client.models.list().data]

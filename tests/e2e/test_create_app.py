@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
 import httpx
@@ -19,7 +20,11 @@ from tests.support.stack import proxy_settings, running_proxy
 
 mock_upstream = mock_upstream_fixture(scope="module")
 
-HELLO = {"model": "claude-sonnet-4-6", "max_tokens": 32, "messages": [{"role": "user", "content": "hello"}]}
+HELLO: dict[str, Any] = {
+    "model": "claude-sonnet-4-6",
+    "max_tokens": 32,
+    "messages": [{"role": "user", "content": "hello"}],
+}
 
 
 def test_default_pipeline_order(mock_upstream: MockUpstreamProcess) -> None:
@@ -33,7 +38,7 @@ def test_default_pipeline_order(mock_upstream: MockUpstreamProcess) -> None:
     ]
     assert proxy.limiter is None
     full = build_proxy(
-        proxy_settings(mock_upstream, breaker_enabled=True, api_keys="k1", rate_limit_rpm=10)  # type: ignore[arg-type]
+        proxy_settings(mock_upstream, breaker_enabled=True, api_keys="k1", rate_limit_rpm=10)
     )
     assert full.pipeline.describe() == [
         "CorrelationMiddleware",

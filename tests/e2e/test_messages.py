@@ -12,9 +12,11 @@ from typing import Any
 
 import anthropic
 import pytest
+from anthropic.types import ContentBlockParam
 
 from tests.support.e2e import E2E
 from tests.support.mock_process import MockUpstreamProcess, mock_upstream_fixture
+from tests.support.sdk import first_text
 from tests.support.stack import running_proxy
 
 MODEL = "claude-sonnet-4-6"
@@ -179,7 +181,7 @@ def test_unknown_fields_and_a_long_beta_header_are_tolerated(e2e: E2E) -> None:
 def test_client_auth_styles_accepted_and_upstream_gets_its_own_key(e2e: E2E, auth: str) -> None:
     # Inbound keys configured: once the auth layer is in the stack, both header styles must pass it.
     url = e2e.proxy(api_keys=[e2e.client_key])
-    credential = {"auth_token" if auth == "bearer" else "api_key": e2e.client_key}
+    credential: dict[str, Any] = {"auth_token" if auth == "bearer" else "api_key": e2e.client_key}
     client = e2e.client(url, **credential)
     message = client.messages.create(
         model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "who am i"}]
@@ -235,7 +237,7 @@ def test_system_role_message_stays_at_its_position(e2e: E2E, stream: bool) -> No
 
 
 def test_images_and_documents_become_openai_parts(e2e: E2E) -> None:
-    content = [
+    content: list[ContentBlockParam] = [
         {"type": "text", "text": "describe these"},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
@@ -253,7 +255,7 @@ def test_images_and_documents_become_openai_parts(e2e: E2E) -> None:
     message = e2e.client().messages.create(
         model=MODEL, max_tokens=64, messages=[{"role": "user", "content": content}]
     )
-    assert message.content[0].text.startswith("Mock reply to: describe these")
+    assert first_text(message.content).startswith("Mock reply to: describe these")
     parts = e2e.upstream_body()["messages"][0]["content"]
     assert parts[0] == {"type": "text", "text": "describe these"}
     assert parts[1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
@@ -491,7 +493,7 @@ def test_claude_codes_trailing_system_message_per_upstream_family(
         system="You are Claude Code.",
         messages=[
             {"role": "user", "content": "hello"},
-            {"role": "system", "content": "Available agent types: general-purpose"},  # type: ignore[misc,list-item]
+            {"role": "system", "content": "Available agent types: general-purpose"},
         ],
     )
     assert message.type == "message"

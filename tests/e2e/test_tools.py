@@ -249,7 +249,8 @@ def test_disable_parallel_tool_use_only_with_tools(e2e: E2E) -> None:
     assert with_tools["tool_choice"] == "auto"
 
     e2e.mock.clear_requests()
-    for tools in ([], None):
+    no_tools: tuple[list[Any], None] = ([], None)
+    for tools in no_tools:
         extra: dict[str, Any] = {} if tools is None else {"tools": tools}
         create(
             client,

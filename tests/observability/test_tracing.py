@@ -174,6 +174,7 @@ async def test_no_incoming_trace_starts_a_new_one(
     assert span.name == "GET /v1/models"
     assert span.context is not None
     sent_upstream = get_context(scope).traceparent
+    assert sent_upstream is not None
     assert sent_upstream.startswith(f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-")
     assert "gen_ai.operation.name" not in (span.attributes or {})
 

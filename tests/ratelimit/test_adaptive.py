@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ccproxy_asgi.context import UpstreamAttempt
+from ccproxy_asgi.headers import Headers
 from ccproxy_asgi.ratelimit import (
     AdaptivePolicy,
     AdaptiveState,
@@ -112,7 +113,7 @@ def test_remaining_only_tightens() -> None:
 
 def _attempt(status: int | None, **headers: str) -> UpstreamAttempt:
     return UpstreamAttempt(
-        url="u", status=status, headers={k.replace("_", "-"): v for k, v in headers.items()}
+        url="u", status=status, headers=Headers({k.replace("_", "-"): v for k, v in headers.items()})
     )
 
 

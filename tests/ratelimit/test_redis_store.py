@@ -125,7 +125,7 @@ async def test_server_time_and_the_data_layout(store_factory: Callable[..., Redi
         decision = await store.acquire("model:gpt-4o", Cost(5000, 4000), budget, POLICY)
         assert decision.ticket is not None
     log, cost, state = store.keys_for("model:gpt-4o")
-    client: Redis = store.client
+    client = store.client
     # One member per request, never per token; every key under one hash tag (one cluster slot).
     assert await client.zcard(log) == 20
     assert await client.hlen(cost) == 20
