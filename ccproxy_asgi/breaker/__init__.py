@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ccproxy_asgi._lazy import lazy_exports
 from ccproxy_asgi.breaker.circuit_breaker import (
     BreakerStats,
     CircuitBreaker,
@@ -31,6 +32,15 @@ from ccproxy_asgi.breaker.values import (
 if TYPE_CHECKING:
     from ccproxy_asgi.breaker.redis_store import RedisBreakerStore, RedisFailureMode
 
+# redis is imported only by deployments that use it.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "RedisBreakerStore": "ccproxy_asgi.breaker.redis_store",
+        "RedisFailureMode": "ccproxy_asgi.breaker.redis_store",
+    },
+)
+
 __all__ = [
     "BreakerPolicy",
     "BreakerSnapshot",
@@ -50,12 +60,3 @@ __all__ = [
     "request_outcome",
     "upstream_key",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # redis is imported only by deployments that use it.
-    if name in ("RedisBreakerStore", "RedisFailureMode"):
-        from ccproxy_asgi.breaker import redis_store as _redis
-
-        return getattr(_redis, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

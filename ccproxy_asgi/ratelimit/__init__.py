@@ -1,13 +1,16 @@
 """The token rate limiter's core: budgets and sliding windows per key, reservations reconciled with real
 usage, a fair queue with a deadline, an adaptive policy fed by the upstream, and memory/Redis stores.
 
-No ASGI here: `ccproxy_asgi.middleware.ratelimit.TokenRateLimitMiddleware` drives it.
-`RedisStore` lives in `ccproxy_asgi.ratelimit.redis_store` (imported only when used, since `redis` is an
-optional dependency).
+No ASGI here: `ccproxy_asgi.middleware.ratelimit.TokenRateLimitMiddleware` drives it. `RedisStore`
+(`ccproxy_asgi.ratelimit.redis_store`) is exported too, imported on first use: `redis` is an optional
+dependency.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ccproxy_asgi._lazy import lazy_exports
 from ccproxy_asgi.ratelimit.adaptive import AdaptivePolicy, AdaptiveState
 from ccproxy_asgi.ratelimit.budget import Budget, Cost, WindowView
 from ccproxy_asgi.ratelimit.clock import Clock, MonotonicClock
@@ -28,6 +31,11 @@ from ccproxy_asgi.ratelimit.store import (
     Ticket,
 )
 
+if TYPE_CHECKING:
+    from ccproxy_asgi.ratelimit.redis_store import RedisStore
+
+__getattr__, __dir__ = lazy_exports(__name__, {"RedisStore": "ccproxy_asgi.ratelimit.redis_store"})
+
 __all__ = [
     "AdaptivePolicy",
     "AdaptiveState",
@@ -46,6 +54,7 @@ __all__ = [
     "MonotonicClock",
     "Observation",
     "RateLimiter",
+    "RedisStore",
     "Reservation",
     "Settlement",
     "StoreUnavailableError",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from ccproxy_asgi._lazy import lazy_exports
 from ccproxy_asgi.upstream.base import (
     DEFAULT_USER_AGENT,
     FirstByteTimeoutClient,
@@ -19,6 +20,17 @@ from ccproxy_asgi.upstream.base import (
 if TYPE_CHECKING:
     from ccproxy_asgi.upstream.aiohttp_client import AiohttpUpstreamClient, AiohttpUpstreamResponse
     from ccproxy_asgi.upstream.httpx_client import HttpxUpstreamClient, HttpxUpstreamResponse
+
+# The implementation classes are importable from here without importing both libraries up front.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "AiohttpUpstreamClient": "ccproxy_asgi.upstream.aiohttp_client",
+        "AiohttpUpstreamResponse": "ccproxy_asgi.upstream.aiohttp_client",
+        "HttpxUpstreamClient": "ccproxy_asgi.upstream.httpx_client",
+        "HttpxUpstreamResponse": "ccproxy_asgi.upstream.httpx_client",
+    },
+)
 
 UpstreamClientKind = Literal["aiohttp", "httpx"]
 
@@ -39,19 +51,6 @@ def create_upstream_client(
 
         return HttpxUpstreamClient(config)
     raise ValueError(f"unknown upstream client kind: {kind!r} (expected 'aiohttp' or 'httpx')")
-
-
-def __getattr__(name: str) -> object:
-    # The implementation classes are importable from here without importing both libraries up front.
-    if name in ("AiohttpUpstreamClient", "AiohttpUpstreamResponse"):
-        from ccproxy_asgi.upstream import aiohttp_client
-
-        return getattr(aiohttp_client, name)
-    if name in ("HttpxUpstreamClient", "HttpxUpstreamResponse"):
-        from ccproxy_asgi.upstream import httpx_client
-
-        return getattr(httpx_client, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
