@@ -97,7 +97,8 @@ def test_value_objects_from_settings() -> None:
         retry_max_attempts=5,
     )
     policy = breaker_policy(settings)
-    assert (policy.recovery_seconds, policy.max_recovery_seconds, policy.half_open_max_probes) == (400, 400, 3)
+    assert policy.recovery_seconds == policy.max_recovery_seconds == 400
+    assert policy.half_open_max_probes == 3
     assert breaker_policy(_settings()) == BreakerPolicy()
     config = http_client_config(settings)
     assert (config.max_connections, config.connect_timeout) == (7, 2)
