@@ -5,67 +5,66 @@ from __future__ import annotations
 from typing import Any
 
 from ccproxy_asgi import jsonutil
-from ccproxy_asgi.translate._validate import (
-    _bad,
-    _bad_tag,
-    _block_type,
-    _fail,
-    _join,
-    _optional_string,
-    _string,
-    _text_blocks,
+from ccproxy_asgi.translate.fields import (
+    ImageSource,
+    fail,
+    read_document,
+    read_image,
+    read_search_result,
+    read_source_item_type,
+    read_text,
 )
+
+
+def join_texts(texts: list[str]) -> str:
+    """Texts as one, blank-line separated, empty ones left out (how several text blocks become one)."""
+    if len(texts) == 1:  # most often: a message of one text block
+        return texts[0]
+    return "\n\n".join([t for t in texts if t])
+
 
 # --- content blocks → OpenAI parts ---------------------------------------------------------------------
 
 
-def _image_part(block: dict[str, Any], path: str) -> dict[str, Any]:
-    source = block.get("source")
-    if not isinstance(source, dict):
-        _bad(f"{path}.source", source, "a valid dictionary or object")
-    kind = source.get("type")
-    if kind == "base64":
-        media_type = _string(source, "media_type", f"{path}.source")
-        url = f"data:{media_type};base64,{_string(source, 'data', f'{path}.source')}"
-    elif kind == "url":
-        url = _string(source, "url", f"{path}.source")
-    elif kind == "file":
-        _fail(
-            f"{path}.source: file_id sources (Anthropic Files API) are not supported by this proxy; "
-            "send the image as base64 or URL"
-        )
+def _image_url_part(source: ImageSource, source_path: str) -> dict[str, Any]:
+    if source["type"] == "base64":
+        url = f"data:{source['media_type']};base64,{source['data']}"
+    elif source["type"] == "url":
+        url = source["url"]
     else:
-        _bad_tag(f"{path}.source", kind, "'base64', 'url'")
+        fail(
+            source_path,
+            "file_id sources (Anthropic Files API) are not supported by this proxy; "
+            "send the image as base64 or URL",
+        )
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+def _image_part(block: dict[str, Any], path: str) -> dict[str, Any]:
+    return _image_url_part(read_image(block, path), f"{path}.source")
+
+
 def _document_parts(block: dict[str, Any], path: str) -> list[dict[str, Any]]:
-    source = block.get("source")
-    if not isinstance(source, dict):
-        _bad(f"{path}.source", source, "a valid dictionary or object")
-    title = _optional_string(block, "title", path)
-    context = _optional_string(block, "context", path)
-    kind = source.get("type")
+    title, context, source = read_document(block, path)
     source_path = f"{path}.source"
-    if kind == "base64":
-        media_type = _string(source, "media_type", source_path)
-        if media_type != "application/pdf":
-            _fail(f"{source_path}.media_type: Input should be 'application/pdf'")
+    if source["type"] == "base64":
         filename = title or "document.pdf"
         if not filename.lower().endswith(".pdf"):
             # OpenAI infers the file type from the name's extension.
             filename += ".pdf"
-        data_url = f"data:application/pdf;base64,{_string(source, 'data', source_path)}"
+        data_url = f"data:application/pdf;base64,{source['data']}"
         return [{"type": "file", "file": {"filename": filename, "file_data": data_url}}]
-    if kind == "url":
-        _fail(
-            f"{source_path}: URL PDF documents are not supported: OpenAI Chat Completions only takes PDFs "
-            "inline; download the PDF and send it as a base64 source"
+    if source["type"] == "url":
+        fail(
+            source_path,
+            "URL PDF documents are not supported: OpenAI Chat Completions only takes PDFs inline; "
+            "download the PDF and send it as a base64 source",
         )
-    if kind == "file":
-        _fail(
-            f"{source_path}: file_id sources (Anthropic Files API) are not supported by this proxy; "
-            "send the document as base64 or text"
+    if source["type"] == "file":
+        fail(
+            source_path,
+            "file_id sources (Anthropic Files API) are not supported by this proxy; "
+            "send the document as base64 or text",
         )
     header = "\n".join(
         line
@@ -74,35 +73,25 @@ def _document_parts(block: dict[str, Any], path: str) -> list[dict[str, Any]]:
     )
     parts: list[dict[str, Any]] = []
     texts: list[str] = []
-    if kind == "text":
-        texts.append(_string(source, "data", source_path))
-    elif kind == "content":
-        content = source.get("content")
+    if source["type"] == "text":
+        texts.append(source["data"])
+    else:
+        content = source["content"]
         if isinstance(content, str):
             texts.append(content)
-        elif isinstance(content, list):
+        else:
             for i, item in enumerate(content):
                 item_path = f"{source_path}.content.{i}"
-                item_kind = _block_type(item, item_path)
-                if item_kind == "text":
-                    texts.append(_string(item, "text", item_path))
-                elif item_kind == "image":
-                    parts.append(_image_part(item, item_path))
+                if read_source_item_type(item, item_path) == "text":
+                    texts.append(read_text(item, item_path))
                 else:
-                    _bad_tag(item_path, item_kind, "'text', 'image'")
-        else:
-            _bad(f"{source_path}.content", content, "a valid string or list")
-    else:
-        _bad_tag(source_path, kind, "'base64', 'text', 'content', 'url'")
-    text = _join([header, *texts])
+                    parts.append(_image_part(item, item_path))
+    text = join_texts([header, *texts])
     return [{"type": "text", "text": text}, *parts] if text else parts
 
 
 def _search_result_text(block: dict[str, Any], path: str) -> str:
-    title = _optional_string(block, "title", path) or ""
-    source = _optional_string(block, "source", path) or ""
-    content = block.get("content")
-    texts = _text_blocks(content, f"{path}.content") if content is not None else []
+    title, source, texts = read_search_result(block, path)
     head = "\n".join(
         line
         for line in (
@@ -111,7 +100,7 @@ def _search_result_text(block: dict[str, Any], path: str) -> str:
         )
         if line
     )
-    return _join([head, *texts])
+    return join_texts([head, *texts])
 
 
 def _get(value: Any, key: str) -> Any:

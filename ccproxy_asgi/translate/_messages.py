@@ -5,24 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ccproxy_asgi import jsonutil
 from ccproxy_asgi.translate._content import (
     _document_parts,
     _image_part,
     _render_server_block,
     _search_result_text,
+    join_texts,
 )
-from ccproxy_asgi.translate._validate import (
-    _SERVER_ARTIFACTS,
-    _bad,
-    _bad_tag,
-    _block_type,
-    _check_nesting,
-    _fail,
-    _join,
-    _string,
-    _text_blocks,
-    _unknown_block,
+from ccproxy_asgi.translate.fields import (
+    Role,
+    encode_json,
+    fail,
+    read_assistant_block_type,
+    read_message,
+    read_mid_conv_system,
+    read_redacted_thinking,
+    read_text,
+    read_text_blocks,
+    read_thinking_block,
+    read_tool_reference,
+    read_tool_result,
+    read_tool_result_item_type,
+    read_tool_use,
+    read_user_block_type,
 )
 from ccproxy_asgi.translate.options import ModelProfile, TranslationOptions
 from ccproxy_asgi.translate.tools import ToolNamer, upstream_tool_call_id
@@ -53,21 +58,17 @@ class _MessageTranslator:
         self._deferred: list[dict[str, Any]] = []
 
     def translate(self, messages: list[Any]) -> list[dict[str, Any]]:
-        roles = []
+        roles: list[Role] = []
+        contents: list[Any] = []
         for k, message in enumerate(messages):
-            if not isinstance(message, dict):
-                _fail(f"messages.{k}: Input should be a valid dictionary or object")
-            role = message.get("role")
-            if role not in ("user", "assistant", "system"):
-                _bad(f"messages.{k}.role", role, "'user', 'assistant' or 'system'")
-            if "content" not in message:
-                _fail(f"messages.{k}.content: Field required")
+            role, content = read_message(message, f"messages.{k}")
             roles.append(role)
+            contents.append(content)
         k, n = 0, len(messages)
         while k < n:
             role = roles[k]
             if role == "system":
-                self._system_message(messages[k], k)
+                self._system_message(contents[k], k)
                 k += 1
                 continue
             # A system message inside a run of user messages stays in place but does not end the run:
@@ -77,9 +78,9 @@ class _MessageTranslator:
             while end < n and roles[end] in same:
                 end += 1
             if role == "assistant":
-                self._assistant_turn(messages, k, end)
+                self._assistant_turn(contents, k, end)
             else:
-                self._user_turn(messages, k, end)
+                self._user_turn(roles, contents, k, end)
             k = end
         self._require_no_pending()
         self._out.extend(self._deferred)
@@ -88,14 +89,14 @@ class _MessageTranslator:
     def _require_no_pending(self) -> None:
         if self._pending:
             ids = ", ".join(self._pending)
-            _fail(
-                f"messages.{self._pending_at}: `tool_use` ids were found without `tool_result` blocks "
-                f"immediately after: {ids}. Each `tool_use` block must have a corresponding `tool_result` "
-                "block in the next message."
+            fail(
+                f"messages.{self._pending_at}",
+                f"`tool_use` ids were found without `tool_result` blocks immediately after: {ids}. Each "
+                "`tool_use` block must have a corresponding `tool_result` block in the next message.",
             )
 
-    def _system_message(self, message: dict[str, Any], k: int) -> None:
-        text = _join(_text_blocks(message["content"], f"messages.{k}.content"))
+    def _system_message(self, content: Any, k: int) -> None:
+        text = join_texts(read_text_blocks(content, f"messages.{k}.content"))
         if text:
             self._emit_system(text)
 
@@ -107,10 +108,10 @@ class _MessageTranslator:
 
     # assistant ------------------------------------------------------------------------------------
 
-    def _assistant_turn(self, messages: list[Any], start: int, end: int) -> None:
+    def _assistant_turn(self, contents: list[Any], start: int, end: int) -> None:
         self._require_no_pending()
         pending: dict[str, str] = {}
-        converted = [self._assistant_message(messages[k], k, pending) for k in range(start, end)]
+        converted = [self._assistant_message(contents[k], k, pending) for k in range(start, end)]
         if any(m.get("tool_calls") for m in converted[:-1]):
             # OpenAI needs the results right after the message with the calls, and the next assistant
             # message would come between them; Anthropic merges consecutive same-role turns anyway.
@@ -120,65 +121,45 @@ class _MessageTranslator:
         self._pending = pending
         self._pending_at = start
 
-    def _assistant_message(self, message: dict[str, Any], k: int, pending: dict[str, str]) -> dict[str, Any]:
-        content = message["content"]
+    def _assistant_message(self, content: Any, k: int, pending: dict[str, str]) -> dict[str, Any]:
         if isinstance(content, str):
             return {"role": "assistant", "content": content}
-        if not isinstance(content, list):
-            _fail(f"messages.{k}.content: Input should be a valid string or list")
         texts: list[str] = []
         reasoning: list[str] = []
         calls: list[dict[str, Any]] = []
         render = self._options.server_tool_artifacts == "text"
         for b, block in enumerate(content):
             path = f"messages.{k}.content.{b}"
-            kind = _block_type(block, path)
+            kind = read_assistant_block_type(block, path)
             if kind == "text":
-                texts.append(_string(block, "text", path))
+                texts.append(read_text(block, path))
             elif kind == "tool_use":
                 calls.append(self._tool_call(block, path, pending))
             elif kind == "thinking":
-                thinking = _string(block, "thinking", path)
+                thinking = read_thinking_block(block, path)
                 if self._echo != "drop":
                     reasoning.append(thinking)
             elif kind == "redacted_thinking":
-                continue
-            elif kind in _SERVER_ARTIFACTS:
-                if render:
-                    texts.append(_render_server_block(block))
-            elif kind in ("image", "document", "tool_result", "search_result", "mid_conv_system"):
-                _fail(f"{path}: '{kind}' blocks are not allowed in assistant messages")
-            else:
-                _unknown_block(kind, path)
-        text = _join(texts)
+                read_redacted_thinking(block, path)
+            elif render:  # a server-tool artifact
+                texts.append(_render_server_block(block))
+        text = join_texts(texts)
         # OpenAI: content may be null only when tool_calls are present.
         out: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
         if calls:
             out["tool_calls"] = calls
-        joined_reasoning = _join(reasoning)
+        joined_reasoning = join_texts(reasoning)
         if joined_reasoning and self._echo != "drop":
             out[self._echo] = joined_reasoning
         return out
 
     def _tool_call(self, block: dict[str, Any], path: str, pending: dict[str, str]) -> dict[str, Any]:
-        client_id = _string(block, "id", path)
-        name = _string(block, "name", path)
-        if not client_id:
-            _fail(f"{path}.id: String should have at least 1 character")
-        if not name:
-            _fail(f"{path}.name: String should have at least 1 character")
-        arguments = block.get("input")
-        if not isinstance(arguments, dict):
-            _bad(f"{path}.input", arguments, "a valid dictionary")
+        client_id, name, arguments = read_tool_use(block, path)
         if client_id in pending:
-            _fail(f"{path}.id: `tool_use` ids must be unique (duplicate: {client_id})")
-        try:
-            arguments_json = jsonutil.dumps_str(arguments)
-        except (TypeError, ValueError) as exc:
-            # Encoded on its own into a string, an input can nest as deep as the encoder goes; only
-            # past that, which a depth check tells from other encoding failures, is it refused.
-            _check_nesting(arguments, f"{path}.input")
-            _fail(f"{path}.input: cannot be encoded as JSON ({exc})")
+            fail(f"{path}.id", f"`tool_use` ids must be unique (duplicate: {client_id})")
+        # Encoded on its own into a string, an input can nest as deep as the encoder goes; only past
+        # that is it refused.
+        arguments_json = encode_json(arguments, f"{path}.input").decode()
         upstream_id = self._call_id(client_id)
         pending[client_id] = upstream_id
         return {
@@ -189,30 +170,27 @@ class _MessageTranslator:
 
     # user -----------------------------------------------------------------------------------------
 
-    def _user_turn(self, messages: list[Any], start: int, end: int) -> None:
+    def _user_turn(self, roles: list[Role], contents: list[Any], start: int, end: int) -> None:
         results: list[dict[str, Any]] = []
         attachments: list[dict[str, Any]] = []
         after: list[dict[str, Any]] = []
         render = self._options.server_tool_artifacts == "text"
         for k in range(start, end):
-            message = messages[k]
-            content = message["content"]
-            if message["role"] == "system":
-                text = _join(_text_blocks(content, f"messages.{k}.content"))
+            content = contents[k]
+            if roles[k] == "system":
+                text = join_texts(read_text_blocks(content, f"messages.{k}.content"))
                 if text:
                     after.append({"role": "system", "content": text})
                 continue
             if isinstance(content, str):
                 after.append({"role": "user", "content": content})
                 continue
-            if not isinstance(content, list):
-                _fail(f"messages.{k}.content: Input should be a valid string or list")
             parts: list[dict[str, Any]] = []
             for b, block in enumerate(content):
                 path = f"messages.{k}.content.{b}"
-                kind = _block_type(block, path)
+                kind = read_user_block_type(block, path)
                 if kind == "text":
-                    parts.append({"type": "text", "text": _string(block, "text", path)})
+                    parts.append({"type": "text", "text": read_text(block, path)})
                 elif kind == "tool_result":
                     results.append(self._tool_result(block, path, attachments))
                 elif kind == "image":
@@ -223,18 +201,15 @@ class _MessageTranslator:
                     parts.append({"type": "text", "text": _search_result_text(block, path)})
                 elif kind == "mid_conv_system":
                     _flush_user(parts, after)
-                    text = _join(_text_blocks(block.get("content"), f"{path}.content"))
+                    text = join_texts(read_mid_conv_system(block, path))
                     if text:
                         after.append({"role": "system", "content": text})
-                elif kind in ("thinking", "redacted_thinking"):
-                    continue
-                elif kind in _SERVER_ARTIFACTS:
-                    if render:
-                        parts.append({"type": "text", "text": _render_server_block(block)})
-                elif kind == "tool_use":
-                    _fail(f"{path}: 'tool_use' blocks are only allowed in assistant messages")
-                else:
-                    _unknown_block(kind, path)
+                elif kind == "thinking":
+                    read_thinking_block(block, path)
+                elif kind == "redacted_thinking":
+                    read_redacted_thinking(block, path)
+                elif render:  # a server-tool artifact
+                    parts.append({"type": "text", "text": _render_server_block(block)})
             _flush_user(parts, after)
         self._require_no_pending()
         self._out.extend(results)
@@ -247,27 +222,24 @@ class _MessageTranslator:
     def _tool_result(
         self, block: dict[str, Any], path: str, attachments: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        client_id = _string(block, "tool_use_id", path)
+        client_id, is_error, content = read_tool_result(block, path)
         upstream_id = self._pending.pop(client_id, None)
         if upstream_id is None:
-            _fail(
-                f"{path}: unexpected `tool_use_id` found in `tool_result` blocks: {client_id}. Each "
-                "`tool_result` block must have a corresponding `tool_use` block in the previous message."
+            fail(
+                path,
+                f"unexpected `tool_use_id` found in `tool_result` blocks: {client_id}. Each `tool_result` "
+                "block must have a corresponding `tool_use` block in the previous message.",
             )
-        is_error = block.get("is_error")
-        if is_error is not None and not isinstance(is_error, bool):
-            _fail(f"{path}.is_error: Input should be a valid boolean")
-        content = block.get("content")
         texts: list[str] = []
         media: list[dict[str, Any]] = []
         if isinstance(content, str):
             texts.append(content)
-        elif isinstance(content, list):
+        elif content is not None:
             for i, item in enumerate(content):
                 item_path = f"{path}.content.{i}"
-                kind = _block_type(item, item_path)
+                kind = read_tool_result_item_type(item, item_path)
                 if kind == "text":
-                    texts.append(_string(item, "text", item_path))
+                    texts.append(read_text(item, item_path))
                 elif kind == "image":
                     media.append(_image_part(item, item_path))
                 elif kind == "document":
@@ -278,32 +250,26 @@ class _MessageTranslator:
                             media.append(part)
                 elif kind == "search_result":
                     texts.append(_search_result_text(item, item_path))
-                elif kind == "tool_reference":
-                    texts.append(f"[tool reference: {_string(item, 'tool_name', item_path)}]")
                 else:
-                    _bad_tag(
-                        item_path, kind, "'text', 'image', 'document', 'search_result', 'tool_reference'"
-                    )
-        elif content is not None:
-            _fail(f"{path}.content: Input should be a valid string or list")
+                    texts.append(f"[tool reference: {read_tool_reference(item, item_path)}]")
         if media:
             noun = "attachment follows" if len(media) == 1 else f"{len(media)} attachments follow"
             texts.append(f"[{noun} in the next user message]")
             note = f"Attachments from the result of tool call {upstream_id}:"
             attachments.append({"type": "text", "text": note})
             attachments.extend(media)
-        text = _join(texts)
+        text = join_texts(texts)
         if is_error:
             text = self._options.tool_error_prefix + text
         return {"role": "tool", "tool_call_id": upstream_id, "content": text}
 
 
 def _merge_assistant(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    text = _join([m["content"] for m in messages if m.get("content")])
+    text = join_texts([m["content"] for m in messages if m.get("content")])
     calls = [call for m in messages for call in m.get("tool_calls", ())]
     merged: dict[str, Any] = {"role": "assistant", "content": text or None, "tool_calls": calls}
     for key in ("reasoning_content", "reasoning"):
-        reasoning = _join([m[key] for m in messages if m.get(key)])
+        reasoning = join_texts([m[key] for m in messages if m.get(key)])
         if reasoning:
             merged[key] = reasoning
     return merged

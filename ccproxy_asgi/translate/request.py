@@ -1,11 +1,12 @@
 """Anthropic Messages request → OpenAI Chat Completions request (docs/protocol.md#request-top-level-fields,
 #request-messages).
 
-`translate_request` walks the body once, with plain type checks instead of a model of the whole
-request (this runs on every call, with tens of KB of tools and history), and is therefore also where a
-malformed request is refused: any schema violation raises `InvalidRequestError` with the field path,
-in the style of Anthropic's own messages (`messages.2.content.0.type: Field required`). No other
-exception escapes, whatever the JSON.
+`translate_request` walks the body once, reading each field through `translate.fields` as it goes
+(plain type checks instead of a model of the whole request: this runs on every call, with tens of KB of
+tools and history). A malformed request is therefore refused here, with the field path in the message
+and the same message the token count gives (`messages.2.content.0.text: Field required`); so are the
+rules across fields (tool_use / tool_result pairing, unique tool names) and what the upstream cannot
+take. No other exception escapes, whatever the JSON.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccproxy_asgi.translate._messages import _MessageTranslator, demote_later_system_messages
-from ccproxy_asgi.translate._params import (
-    _int_field,
-    _number_field,
-    _requested_effort,
-    _response_format,
-    _stop_sequences,
-    _system_text,
-    _user_field,
+from ccproxy_asgi.translate._params import _requested_effort, _response_format, _system_text, _user_field
+from ccproxy_asgi.translate.fields import (
+    read_body,
+    read_integer,
+    read_max_tokens,
+    read_messages,
+    read_model,
+    read_number,
+    read_stop_sequences,
+    read_stream,
+    read_tool_choice,
 )
-from ccproxy_asgi.translate._validate import _bad, _fail
 from ccproxy_asgi.translate.identifiers import ToolNameMap
 from ccproxy_asgi.translate.options import ModelProfile, TranslationOptions
 from ccproxy_asgi.translate.tools import ToolNamer, translate_tool_choice, translate_tools
@@ -54,28 +57,11 @@ def translate_request(
     Raises `InvalidRequestError` for any malformed request (field path in the message), for server
     tools under the `reject` policy, and for inputs the upstream cannot take (URL PDFs, file ids).
     """
-    if not isinstance(body, dict):
-        _fail("body: Input should be a valid dictionary or object")
-    model = body.get("model")
-    if not isinstance(model, str):
-        _bad("model", model, "a valid string")
-    max_tokens = _int_field(body, "max_tokens")
-    if max_tokens is None:
-        _fail("max_tokens: Field required")
-    if max_tokens < 1:
-        _fail(
-            "max_tokens: Input should be greater than or equal to 1 (max_tokens 0 pre-warms Anthropic's "
-            "prompt cache; OpenAI-compatible upstreams cache automatically)"
-        )
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        _bad("messages", messages, "a valid list")
-    if not messages:
-        _fail("messages: List should have at least 1 item after validation, not 0")
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        _fail("stream: Input should be a valid boolean")
-    stream = bool(stream)
+    body = read_body(body)
+    model = read_model(body)
+    max_tokens = read_max_tokens(body)
+    messages = read_messages(body, min_items=1)
+    stream = read_stream(body)
 
     warnings: list[str] = []
     namer = ToolNamer()
@@ -93,9 +79,9 @@ def translate_request(
     payload: dict[str, Any] = {"model": upstream_model, "messages": out_messages}
     payload[profile.max_tokens_field] = max_tokens
 
-    temperature = _number_field(body, "temperature")
-    top_p = _number_field(body, "top_p")
-    top_k = _int_field(body, "top_k")
+    temperature = read_number(body, "temperature")
+    top_p = read_number(body, "top_p")
+    top_k = read_integer(body, "top_k")
     if profile.reasoning:
         dropped = [k for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None]
         if dropped:
@@ -111,7 +97,7 @@ def translate_request(
         else:
             warnings.append(f"top_k dropped: not forwarded to {upstream_model}")
 
-    stops = _stop_sequences(body)
+    stops = read_stop_sequences(body)
     proxy_stops: tuple[str, ...] = ()
     if stops:
         if len(stops) <= profile.max_stop_sequences and not profile.reasoning:
@@ -129,15 +115,16 @@ def translate_request(
     if response_format is not None:
         payload["response_format"] = response_format
 
+    tool_choice = body.get("tool_choice")
     if tools.tools:
         payload["tools"] = tools.tools
-        choice, parallel = translate_tool_choice(body.get("tool_choice"), namer=namer, offered=tools.offered)
+        choice, parallel = translate_tool_choice(tool_choice, namer=namer, offered=tools.offered)
         if choice is not None:
             payload["tool_choice"] = choice
         if parallel is not None:
             payload["parallel_tool_calls"] = parallel
-    elif body.get("tool_choice") is not None and not isinstance(body.get("tool_choice"), dict):
-        _fail("tool_choice: Input should be an object")
+    elif tool_choice is not None:
+        read_tool_choice(tool_choice)  # checked, though without tools there is nothing to choose
 
     user = _user_field(body)
     if user is not None and options.user_id_field != "none":

@@ -14,8 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from ccproxy_asgi.errors import InvalidRequestError
-from ccproxy_asgi.translate._validate import _check_nesting
+from ccproxy_asgi.translate.fields import fail, read_tool, read_tool_choice, read_tools
 from ccproxy_asgi.translate.identifiers import ToolNameMap
 from ccproxy_asgi.translate.options import ModelProfile, ToolCallIdStyle, TranslationOptions
 
@@ -33,14 +32,6 @@ _NAME_PREFIX_MAX = 55  # 55 + "_" + 8 hex = 64, OpenAI's limit
 def _sha256(text: str) -> bytes:
     # surrogatepass: a str decoded by a lenient JSON parser may hold lone surrogates; hashing must not fail.
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-
-
-def _fail(message: str) -> NoReturn:
-    raise InvalidRequestError(message)
-
-
-def _bad(path: str, value: Any, expected: str) -> NoReturn:
-    _fail(f"{path}: Field required" if value is None else f"{path}: Input should be {expected}")
 
 
 def is_valid_openai_name(name: str) -> bool:
@@ -239,33 +230,29 @@ _COMPUTER_SCHEMA: dict[str, Any] = {
     "required": ["action"],
 }
 
-# type prefix → (default name, schema, description)
-_CLIENT_TOOLS: dict[str, tuple[str, dict[str, Any], str]] = {
+# type prefix → (schema, description)
+_CLIENT_TOOLS: dict[str, tuple[dict[str, Any], str]] = {
     "bash_": (
-        "bash",
         _BASH_SCHEMA,
         "Run a command in a persistent bash shell and return its output. Set restart to start a fresh shell.",
     ),
     "text_editor_": (
-        "str_replace_based_edit_tool",
         _EDITOR_SCHEMA,
         "View, create and edit files: view a file or directory, create a file with file_text, replace "
         "old_str with new_str exactly once, insert text after insert_line, or undo the last edit.",
     ),
     "memory_": (
-        "memory",
         _MEMORY_SCHEMA,
         "Read and write files in a persistent /memories directory that survives between conversations.",
     ),
     "computer_": (
-        "computer",
         _COMPUTER_SCHEMA,
         "Control the computer's screen, mouse and keyboard; coordinates are in screen pixels.",
     ),
 }
 
 
-def _client_tool(kind: str) -> tuple[str, dict[str, Any], str] | None:
+def _client_tool(kind: str) -> tuple[dict[str, Any], str] | None:
     for prefix, spec in _CLIENT_TOOLS.items():
         if kind.startswith(prefix):
             return spec
@@ -317,26 +304,21 @@ def _function(
     return function
 
 
+def _duplicate(name: str) -> NoReturn:
+    fail("tools", f"Tool names must be unique (duplicate: '{name}')")
+
+
 def _custom_tool(
-    tool: dict[str, Any], i: int, namer: ToolNamer, profile: ModelProfile, out: TranslatedTools
+    name: str,
+    description: str | None,
+    schema: dict[str, Any],
+    strict: bool | None,
+    namer: ToolNamer,
+    profile: ModelProfile,
+    out: TranslatedTools,
 ) -> None:
-    name = tool.get("name")
-    if not isinstance(name, str) or not name:
-        _bad(f"tools.{i}.name", name, "a non-empty string")
-    schema = tool.get("input_schema")
-    if not isinstance(schema, dict):
-        _bad(f"tools.{i}.input_schema", schema, "a valid dictionary")
-    if schema.get("type", "object") != "object":
-        _fail(f"tools.{i}.input_schema.type: Input should be 'object'")
-    _check_nesting(schema, f"tools.{i}.input_schema")
-    description = tool.get("description")
-    if description is not None and not isinstance(description, str):
-        _fail(f"tools.{i}.description: Input should be a valid string")
-    strict = tool.get("strict")
-    if strict is not None and not isinstance(strict, bool):
-        _fail(f"tools.{i}.strict: Input should be a valid boolean")
     if name in out.offered:
-        _fail(f"tools: Tool names must be unique (duplicate: '{name}')")
+        _duplicate(name)
     if "type" not in schema or "$schema" in schema:
         # `$schema` only names the dialect; some OpenAI-compatible servers choke on it.
         schema = {"type": "object", **{k: v for k, v in schema.items() if k != "$schema"}}
@@ -359,53 +341,44 @@ def translate_tools(
     """Translate the request's `tools`; raises `InvalidRequestError` on malformed tools or (with the
     `reject` policy) on server tools."""
     out = TranslatedTools()
-    if raw is None:
+    tools = read_tools({"tools": raw})
+    if tools is None:
         return out
-    if not isinstance(raw, list):
-        _fail("tools: Input should be a valid list")
-    for i, tool in enumerate(raw):
-        if not isinstance(tool, dict):
-            _fail(f"tools.{i}: Input should be an object")
-        kind = tool.get("type")
-        if kind is None or kind == "custom":
-            _custom_tool(tool, i, namer, profile, out)
+    for i, tool in enumerate(tools):
+        path = f"tools.{i}"
+        kind, name, description, input_schema, strict = read_tool(tool, path)
+        if input_schema is not None:  # a custom tool
+            _custom_tool(name, description, input_schema, strict, namer, profile, out)
             continue
-        if not isinstance(kind, str):
-            _fail(f"tools.{i}.type: Input should be a valid string")
         spec = _client_tool(kind)
-        name = tool.get("name")
-        if name is not None and not isinstance(name, str):
-            _fail(f"tools.{i}.name: Input should be a valid string")
         if spec is not None:
-            default_name, schema, description = spec
-            name = name or default_name
+            schema, text = spec
             if name in out.offered:
-                _fail(f"tools: Tool names must be unique (duplicate: '{name}')")
+                _duplicate(name)
             if kind.startswith("computer_"):
                 width, height = tool.get("display_width_px"), tool.get("display_height_px")
                 if isinstance(width, int) and isinstance(height, int):
-                    description += f" The display is {width}x{height} pixels."
+                    text += f" The display is {width}x{height} pixels."
             upstream_name = namer.upstream(name)
             out.tools.append(
-                {"type": "function", "function": _function(upstream_name, description, schema, profile, out)}
+                {"type": "function", "function": _function(upstream_name, text, schema, profile, out)}
             )
             out.offered.add(name)
             continue
-        label = f"'{name}' (type '{kind}')" if name else f"of type '{kind}'"
+        label = f"'{name}' (type '{kind}')"
         if options.server_tools == "reject":
-            _fail(
-                f"tools.{i}: server tool {label} is executed by Anthropic's servers and cannot be offered "
-                "to an OpenAI-compatible upstream; remove it from the request"
+            fail(
+                path,
+                f"server tool {label} is executed by Anthropic's servers and cannot be offered to an "
+                "OpenAI-compatible upstream; remove it from the request",
             )
-        warning = f"tools.{i}: server tool {label} dropped; the upstream cannot execute it"
+        warning = f"{path}: server tool {label} dropped; the upstream cannot execute it"
         logger.warning("%s", warning)
         out.warnings.append(warning)
     return out
 
 
 # --- tool_choice ---------------------------------------------------------------------------------------
-
-_CHOICE_TYPES = "'auto', 'any', 'tool', 'none'"
 
 
 def translate_tool_choice(
@@ -418,12 +391,7 @@ def translate_tool_choice(
     """
     if raw is None:
         return None, None
-    if not isinstance(raw, dict):
-        _fail("tool_choice: Input should be an object")
-    kind = raw.get("type")
-    disable = raw.get("disable_parallel_tool_use")
-    if disable is not None and not isinstance(disable, bool):
-        _fail("tool_choice.disable_parallel_tool_use: Input should be a valid boolean")
+    kind, name, disable = read_tool_choice(raw)
     parallel = False if disable else None
     if kind == "auto":
         return "auto", parallel
@@ -431,19 +399,10 @@ def translate_tool_choice(
         return "required", parallel
     if kind == "none":
         return "none", None
-    if kind == "tool":
-        name = raw.get("name")
-        if not isinstance(name, str):
-            _bad("tool_choice.name", name, "a valid string")
-        if name not in offered:
-            _fail(f"tool_choice.name: tool '{name}' is not among the request's tools")
-        return {"type": "function", "function": {"name": namer.upstream(name)}}, parallel
-    if kind is None:
-        _fail("tool_choice.type: Field required")
-    _fail(
-        f"tool_choice: Input tag {kind!r} found using 'type' does not match any of the expected tags: "
-        + _CHOICE_TYPES
-    )
+    assert name is not None  # type `tool` names its tool
+    if name not in offered:
+        fail("tool_choice.name", f"tool '{name}' is not among the request's tools")
+    return {"type": "function", "function": {"name": namer.upstream(name)}}, parallel
 
 
 __all__ = [

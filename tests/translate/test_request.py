@@ -803,7 +803,10 @@ def test_claude_code_user_id_hash_is_stable_across_sessions() -> None:
 
 def test_billing_header_system_block_is_not_sent_upstream() -> None:
     system = [
-        {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.1c0; cc_entrypoint=sdk-cli;"},
+        {
+            "type": "text",
+            "text": "x-anthropic-billing-header: cc_version=2.1.197.1c0; cc_entrypoint=sdk-cli;",
+        },
         {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
     ]
     payload = _run(_body(system=system)).payload
@@ -1008,7 +1011,7 @@ def _with_message(content: Any, role: str = "user") -> dict[str, Any]:
         (_body(metadata="me"), "metadata: Input should be a valid dictionary"),
         (_body(metadata={"user_id": 42}), "metadata.user_id: Input should be a valid string"),
         (_body(tools={"name": "x"}), "tools: Input should be a valid list"),
-        (_body(tool_choice="auto"), "tool_choice: Input should be an object"),
+        (_body(tool_choice="auto"), "tool_choice: Input should be a valid dictionary or object"),
         (
             _body(tools=[_read_tool()], tool_choice={"type": "tool", "name": "Write"}),
             "tool_choice.name: tool 'Write'",
@@ -1027,10 +1030,18 @@ def test_schema_violations_name_the_field(body: Any, expected: str) -> None:
     assert expected in _error(body)
 
 
-def test_unencodable_tool_input_is_a_400() -> None:
+def test_tool_input_beyond_orjson_is_still_exact_json() -> None:
+    # JSON allows integers of any size; orjson stops at 64 bits, and the token count already took them.
     turns = _tool_turns(_tool_result("t1"))
     turns[1]["content"][0]["input"] = {"n": 2**70}
-    assert "messages.1.content.0.input" in _error(_body(turns))
+    call = _messages(_body(turns))[1]["tool_calls"][0]
+    assert json.loads(call["function"]["arguments"]) == {"n": 2**70}
+
+
+def test_unencodable_tool_input_is_a_400() -> None:
+    turns = _tool_turns(_tool_result("t1"))
+    turns[1]["content"][0]["input"] = {"n": {1, 2}}  # not JSON at all: only a Python caller can send it
+    assert _error(_body(turns)) == "messages.1.content.0.input: Input should be valid JSON"
 
 
 # --- system messages after the first -------------------------------------------------------------------

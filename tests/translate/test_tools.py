@@ -297,7 +297,7 @@ def test_server_tools_are_dropped_with_a_logged_warning(caplog: pytest.LogCaptur
     ("tools", "fragment"),
     [
         ("nope", "tools: Input should be a valid list"),
-        ([1], "tools.0: Input should be an object"),
+        ([1], "tools.0: Input should be a valid dictionary or object"),
         ([{"input_schema": {"type": "object"}}], "tools.0.name: Field required"),
         ([{"name": "", "input_schema": {"type": "object"}}], "tools.0.name"),
         ([{"name": 3, "input_schema": {"type": "object"}}], "tools.0.name"),
@@ -349,7 +349,7 @@ def test_tool_choice_uses_the_rewritten_name() -> None:
 @pytest.mark.parametrize(
     ("choice", "fragment"),
     [
-        ("auto", "tool_choice: Input should be an object"),
+        ("auto", "tool_choice: Input should be a valid dictionary or object"),
         ({"type": "sometimes"}, "Input tag 'sometimes'"),
         ({}, "tool_choice.type: Field required"),
         ({"type": "tool"}, "tool_choice.name: Field required"),
