@@ -23,11 +23,13 @@ from ccproxy_asgi.tokens.request_tally import (
     json_bytes,
     walk_message,
     walk_output_config,
+    walk_output_format,
     walk_system,
     walk_tool,
     walk_tool_choice,
 )
 from ccproxy_asgi.tokens.rules import REPLY_PRIMING, TOOLS_PREAMBLE, CountingRules
+from ccproxy_asgi.translate.fields import output_format_of, read_body, read_messages, read_tools
 
 Key = tuple[object, ...]
 Walker = Callable[[Any, str, CountingRules, Tally], None]
@@ -78,30 +80,27 @@ def split_units(body: Any) -> tuple[int, list[Unit]]:
 
 def iter_units(body: Any) -> tuple[int, Iterator[Unit]]:
     """`split_units` with the tools and messages produced one at a time, as they are consumed."""
-    if not isinstance(body, Mapping):
-        raise InvalidRequestError("body: Input should be a valid dictionary")
-    if "messages" not in body:
-        raise InvalidRequestError("messages: Field required")
-    messages = body["messages"]
-    if not isinstance(messages, list):
-        raise InvalidRequestError("messages: Input should be a valid list")
+    if isinstance(body, Mapping) and not isinstance(body, dict):
+        body = dict(body)  # a library caller's mapping; the readers take the parsed JSON's dict
+    body = read_body(body)
+    messages = read_messages(body)
     fixed = REPLY_PRIMING
     head: list[Unit] = []
     system = body.get("system")
     if system is not None:
         # A string and a list of blocks are counted differently, so their keys must never meet.
         head.append(("system-text" if isinstance(system, str) else "system", walk_system, system, "system"))
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise InvalidRequestError("tools: Input should be a valid list")
-        if tools:
-            fixed += TOOLS_PREAMBLE
+    tools = read_tools(body)
+    if tools:
+        fixed += TOOLS_PREAMBLE
     rest: list[Unit] = []
     for name, walker in (("tool_choice", walk_tool_choice), ("output_config", walk_output_config)):
         value = body.get(name)
         if value is not None:
             rest.append((name, walker, value, name))
+    output_format, path = output_format_of(body)
+    if output_format is not None and path == "output_format":  # the beta's, when output_config has none
+        rest.append(("output_format", walk_output_format, output_format, path))
     thinking = body.get("thinking")
     if thinking is not None:
         check_thinking(thinking, "thinking")

@@ -22,21 +22,25 @@ Counting rules (tokens come from `encoding_for_model(upstream_model)`; constants
 - thinking: nothing by default (the translation drops it and Anthropic ignores earlier turns'
   thinking); its text when `CountingRules.count_thinking`. redacted_thinking: nothing, ever.
 - mid_conv_system: 4 tokens of framing and its content.
-- Any other block (server-tool use and results, search_result, container_upload, future kinds): the
-  compact JSON of the block without `cache_control`.
+- Server-tool blocks (server_tool_use, web_search_tool_result, container_upload, ...) and search_result,
+  also inside a tool result with tool_reference: the compact JSON of the block without `cache_control`.
 - tools: 12 tokens of preamble when any tool is offered, then per tool 8 tokens plus the compact
   JSON of its definition without `cache_control` (name, description, input_schema, ...). That is
   somewhat more than OpenAI's TypeScript-like rendering of the same schema: on the safe side.
 - tool_choice of type `tool`: the tool's name. thinking: nothing (it only sets reasoning effort).
-  output_config.format: the JSON of the schema (it becomes `response_format`).
+  output_config.format, or the beta's top-level output_format: its JSON (it becomes `response_format`).
 - The total is multiplied by `CountingRules.scale` (default 1) and rounded up.
+
+Shapes. The request is read with `translate.fields`, the readers the translation uses, so a malformed
+request raises the `InvalidRequestError` that `/v1/messages` answers with, word for word. Rules across
+fields (tool_use / tool_result pairing, unique names, at least one message) are the translation's alone.
 
 Without a local tiktoken encoding, every text is estimated at its UTF-8 bytes / 4, rounded up; fixed
 costs are unchanged. Nothing is ever downloaded.
 
 Cache. Claude Code resends the same system prompt and tools every turn, plus a message list that only
 grows, so the count of each top-level unit (system, each tool, each message, tool_choice,
-output_config) is cached in a bounded LRU under (encoding name, unit kind, length and hash of the
+output_config, output_format) is cached in a bounded LRU under (encoding name, unit kind, length and hash of the
 unit's compact JSON). Only a unit that counted without error is stored, so a hit also stands for a
 passed shape check. On a unit miss, texts of 256 characters and more and every PDF are cached too,
 under their own length and hash: a message that changed only its `cache_control` (Claude Code moves
@@ -118,7 +122,7 @@ class TokenCounter:
     which `acount_request` tokenizes in a worker thread. `inline_key_bytes`: body bytes above which
     `acount_request` does all the work in a worker thread; `inline_units`: the same for the number of
     messages and tools. `max_cached_units`: a body with more messages and tools than this is counted
-    without the cache (see `_job.count_uncached`). `tokenizer_for`: model -> tokenizer or None (default
+    without the cache (see `count_steps.count_uncached`). `tokenizer_for`: model -> tokenizer or None (default
     `encoding_for_model`, which never downloads).
     """
 

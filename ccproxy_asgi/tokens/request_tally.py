@@ -1,21 +1,16 @@
-"""Shape checks of an Anthropic request, and what each part of it costs before tokenization.
+"""What each part of an Anthropic request costs before tokenization.
 
-One top-level unit at a time (the system prompt, one tool, one message, ...), a walker checks the shapes
-the count depends on and collects a `Tally`: the texts to tokenize, the PDFs to price, and the fixed
-costs. Every shape problem raises `InvalidRequestError` naming the field the way Anthropic does
-(`messages.3.content.0.text: Field required`).
+One top-level unit at a time (the system prompt, one tool, one message, ...), a walker reads the unit
+through `translate.fields`, the readers the translation uses, and collects a `Tally`: the texts to
+tokenize, the PDFs to price, and the fixed costs. A malformed unit therefore raises the
+`InvalidRequestError` that `/v1/messages` would answer with (`messages.3.content.0.text: Field required`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
-import orjson
-
-from ccproxy_asgi.errors import InvalidRequestError
-from ccproxy_asgi.jsonutil import TOO_DEEP, too_deep
 from ccproxy_asgi.tokens.rules import (
     MESSAGE_OVERHEAD,
     SEPARATOR,
@@ -23,9 +18,33 @@ from ccproxy_asgi.tokens.rules import (
     TOOL_OVERHEAD,
     CountingRules,
 )
+from ccproxy_asgi.translate.fields import (
+    encode_json,
+    read_assistant_block_type,
+    read_document,
+    read_image,
+    read_message,
+    read_mid_conv_system,
+    read_output_config,
+    read_output_format,
+    read_redacted_thinking,
+    read_search_result,
+    read_source_item_type,
+    read_text,
+    read_text_blocks,
+    read_thinking,
+    read_thinking_block,
+    read_tool,
+    read_tool_choice,
+    read_tool_reference,
+    read_tool_result,
+    read_tool_result_item_type,
+    read_tool_use,
+    read_user_block_type,
+)
 
-# Blocks nest through tool_result and document content only; anything deeper is hostile.
-_MAX_DEPTH = 4
+#: Compact JSON of a value, refused as the translation refuses it when it nests too deeply to encode.
+json_bytes = encode_json
 
 
 class Tally:
@@ -39,53 +58,6 @@ class Tally:
         self.pdfs: list[str] = []
 
 
-def fail(path: str, problem: str) -> NoReturn:
-    raise InvalidRequestError(f"{path}: {problem}")
-
-
-def json_bytes(value: Any, path: str) -> bytes:
-    """Compact JSON of `value`; the stdlib fallback covers what orjson refuses but JSON allows
-    (integers beyond 64 bits, lone surrogates from a lenient parser). A value nested too deeply for
-    orjson is refused, as the translation refuses it, rather than counted by the recursive stdlib."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        pass
-    if too_deep(value):
-        fail(path, TOO_DEEP)
-    try:
-        return json.dumps(value, ensure_ascii=True).encode()
-    except (TypeError, ValueError, RecursionError):
-        fail(path, "Input should be valid JSON")
-
-
-def _required(block: dict[str, Any], key: str, path: str) -> Any:
-    if key not in block:
-        fail(f"{path}.{key}", "Field required")
-    return block[key]
-
-
-def _required_str(block: dict[str, Any], key: str, path: str) -> str:
-    value = _required(block, key, path)
-    if not isinstance(value, str):
-        fail(f"{path}.{key}", "Input should be a valid string")
-    return value
-
-
-def _optional_str(block: dict[str, Any], key: str, path: str) -> str | None:
-    value = block.get(key)
-    if value is not None and not isinstance(value, str):
-        fail(f"{path}.{key}", "Input should be a valid string")
-    return value
-
-
-def _required_dict(block: dict[str, Any], key: str, path: str) -> dict[str, Any]:
-    value = _required(block, key, path)
-    if not isinstance(value, dict):
-        fail(f"{path}.{key}", "Input should be a valid dictionary")
-    return value
-
-
 def _without_cache_control(block: dict[str, Any]) -> dict[str, Any]:
     # cache_control is a caching hint, never model input; the copy is made only when it is there.
     if "cache_control" not in block:
@@ -93,85 +65,106 @@ def _without_cache_control(block: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in block.items() if key != "cache_control"}
 
 
-def _content(value: Any, path: str, rules: CountingRules, tally: Tally, depth: int) -> None:
-    """A `content` that may be a string or a list of blocks."""
-    if isinstance(value, str):
-        tally.texts.append(value)
-    else:
-        walk_blocks(value, path, rules, tally, depth)
+def _as_json(block: dict[str, Any], path: str, tally: Tally) -> None:
+    # Server-tool artifacts, search results and tool references reach the upstream, if at all, as a
+    # text rendering of about the size of their JSON.
+    tally.texts.append(json_bytes(_without_cache_control(block), path).decode())
 
 
-def _text(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally, depth: int) -> None:
-    tally.texts.append(_required_str(block, "text", path))
+def _text(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally) -> None:
+    tally.texts.append(read_text(block, path))
 
 
-def _image(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally, depth: int) -> None:
-    _required_dict(block, "source", path)
+def _image(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally) -> None:
+    read_image(block, path)
     tally.fixed += rules.image_tokens
 
 
-def _document(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally, depth: int) -> None:
-    source = _required_dict(block, "source", path)
-    for key in ("title", "context"):
-        text = _optional_str(block, key, path)
-        if text:
-            tally.texts.append(text)
-    source_path = f"{path}.source"
-    kind = source.get("type")
-    if kind == "base64":
-        tally.pdfs.append(_required_str(source, "data", source_path))
-    elif kind == "text":
-        tally.texts.append(_required_str(source, "data", source_path))
-    elif kind == "content":
-        _content(_required(source, "content", source_path), f"{source_path}.content", rules, tally, depth + 1)
-    else:  # url, file id, or a future source: the content is out of sight
+def _document(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally) -> None:
+    title, context, source = read_document(block, path)
+    if title:
+        tally.texts.append(title)
+    if context:
+        tally.texts.append(context)
+    if source["type"] == "base64":
+        tally.pdfs.append(source["data"])
+    elif source["type"] == "text":
+        tally.texts.append(source["data"])
+    elif source["type"] == "content":
+        content = source["content"]
+        if isinstance(content, str):
+            tally.texts.append(content)
+            return
+        for index, item in enumerate(content):
+            item_path = f"{path}.source.content.{index}"
+            if read_source_item_type(item, item_path) == "text":
+                tally.texts.append(read_text(item, item_path))
+            else:
+                _image(item, item_path, rules, tally)
+    else:  # url or file id: the content is out of sight
         tally.fixed += rules.document_tokens
 
 
-def _tool_use(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally, depth: int) -> None:
-    tally.texts.append(_required_str(block, "name", path))
-    tally.texts.append(json_bytes(block.get("input", {}), f"{path}.input").decode())
+def _tool_use(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally) -> None:
+    _, name, arguments = read_tool_use(block, path)
+    tally.texts.append(name)
+    tally.texts.append(json_bytes(arguments, f"{path}.input").decode())
     tally.fixed += TOOL_CALL_OVERHEAD
 
 
-def _tool_result(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally, depth: int) -> None:
+def _tool_result(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally) -> None:
     # It becomes an OpenAI `tool` message of its own, whose `tool_call_id` is a field of that message.
+    tool_use_id, _, content = read_tool_result(block, path)
     tally.fixed += MESSAGE_OVERHEAD
-    tool_use_id = _optional_str(block, "tool_use_id", path)
     if tool_use_id:
         tally.texts.append(tool_use_id)
-    content = block.get("content")
-    if content is not None:
-        _content(content, f"{path}.content", rules, tally, depth + 1)
+    if isinstance(content, str):
+        tally.texts.append(content)
+    elif content is not None:
+        for index, item in enumerate(content):
+            item_path = f"{path}.content.{index}"
+            kind = read_tool_result_item_type(item, item_path)
+            if kind == "text":
+                tally.texts.append(read_text(item, item_path))
+            elif kind == "image":
+                _image(item, item_path, rules, tally)
+            elif kind == "document":
+                _document(item, item_path, rules, tally)
+            elif kind == "search_result":
+                read_search_result(item, item_path)
+                _as_json(item, item_path, tally)
+            else:
+                read_tool_reference(item, item_path)
+                _as_json(item, item_path, tally)
 
 
-def _thinking(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally, depth: int) -> None:
-    text = _required_str(block, "thinking", path)
+def _thinking(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally) -> None:
+    text = read_thinking_block(block, path)
     if rules.count_thinking:
         tally.texts.append(text)
 
 
-def _redacted_thinking(
-    block: dict[str, Any], path: str, rules: CountingRules, tally: Tally, depth: int
-) -> None:
+def _redacted_thinking(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally) -> None:
     # Encrypted for Anthropic's servers; an OpenAI-compatible upstream never receives it.
-    _required_str(block, "data", path)
+    read_redacted_thinking(block, path)
 
 
-def _mid_conv_system(
-    block: dict[str, Any], path: str, rules: CountingRules, tally: Tally, depth: int
-) -> None:
+def _mid_conv_system(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally) -> None:
+    texts = read_mid_conv_system(block, path)
     tally.fixed += MESSAGE_OVERHEAD
-    _content(_required(block, "content", path), f"{path}.content", rules, tally, depth + 1)
+    tally.texts.extend(texts)
 
 
-def _other(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally, depth: int) -> None:
-    # Server-tool artifacts, search results and future block types reach the upstream, if at all, as
-    # a text rendering of about the size of their JSON.
-    tally.texts.append(json_bytes(_without_cache_control(block), path).decode())
+def _search_result(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally) -> None:
+    read_search_result(block, path)
+    _as_json(block, path, tally)
 
 
-_Handler = Callable[[dict[str, Any], str, CountingRules, Tally, int], None]
+def _server_artifact(block: dict[str, Any], path: str, rules: CountingRules, tally: Tally) -> None:
+    _as_json(block, path, tally)
+
+
+_Handler = Callable[[dict[str, Any], str, CountingRules, Tally], None]
 _HANDLERS: dict[str, _Handler] = {
     "text": _text,
     "image": _image,
@@ -181,29 +174,25 @@ _HANDLERS: dict[str, _Handler] = {
     "thinking": _thinking,
     "redacted_thinking": _redacted_thinking,
     "mid_conv_system": _mid_conv_system,
+    "search_result": _search_result,
 }
 
 
-def walk_blocks(blocks: Any, path: str, rules: CountingRules, tally: Tally, depth: int) -> None:
-    """A list of content blocks."""
-    if not isinstance(blocks, list):
-        fail(path, "Input should be a valid list")
-    if depth > _MAX_DEPTH:
-        fail(path, "content is nested too deeply")
-    for index, block in enumerate(blocks):
-        block_path = f"{path}.{index}"
-        if not isinstance(block, dict):
-            fail(block_path, "Input should be a valid dictionary")
-        kind = _required_str(block, "type", block_path)
-        _HANDLERS.get(kind, _other)(block, block_path, rules, tally, depth)
-
-
 def walk_message(message: Any, path: str, rules: CountingRules, tally: Tally) -> None:
-    if not isinstance(message, dict):
-        fail(path, "Input should be a valid dictionary")
-    _required_str(message, "role", path)
+    role, content = read_message(message, path)
     tally.fixed += MESSAGE_OVERHEAD
-    _content(_required(message, "content", path), f"{path}.content", rules, tally, 0)
+    content_path = f"{path}.content"
+    if isinstance(content, str):
+        tally.texts.append(content)
+    elif role == "system":
+        tally.texts.extend(read_text_blocks(content, content_path))
+    else:
+        handlers = _HANDLERS
+        block_type = read_user_block_type if role == "user" else read_assistant_block_type
+        for index, block in enumerate(content):
+            block_path = f"{content_path}.{index}"
+            kind = block_type(block, block_path)
+            handlers.get(kind, _server_artifact)(block, block_path, rules, tally)
 
 
 def walk_system(system: Any, path: str, rules: CountingRules, tally: Tally) -> None:
@@ -212,72 +201,48 @@ def walk_system(system: Any, path: str, rules: CountingRules, tally: Tally) -> N
             tally.fixed += MESSAGE_OVERHEAD
             tally.texts.append(system)
         return
-    if not isinstance(system, list):
-        fail(path, "Input should be a valid string or list")
-    for index, block in enumerate(system):
-        block_path = f"{path}.{index}"
-        if not isinstance(block, dict):
-            fail(block_path, "Input should be a valid dictionary")
-        if block.get("type") != "text":
-            fail(f"{block_path}.type", "Input should be 'text'")
-        tally.texts.append(_required_str(block, "text", block_path))
-    if system:
-        tally.fixed += MESSAGE_OVERHEAD + SEPARATOR * (len(system) - 1)
+    texts = read_text_blocks(system, path)
+    tally.texts.extend(texts)
+    if texts:
+        tally.fixed += MESSAGE_OVERHEAD + SEPARATOR * (len(texts) - 1)
 
 
 def walk_tool(tool: Any, path: str, rules: CountingRules, tally: Tally) -> None:
-    if not isinstance(tool, dict):
-        fail(path, "Input should be a valid dictionary")
-    _required_str(tool, "name", path)
-    _optional_str(tool, "description", path)
-    schema = tool.get("input_schema")
-    if schema is not None and not isinstance(schema, dict):
-        fail(f"{path}.input_schema", "Input should be a valid dictionary")
-    if too_deep(schema):  # the translation refuses it: the count must not accept it
-        fail(f"{path}.input_schema", TOO_DEEP)
+    read_tool(tool, path)
     tally.fixed += TOOL_OVERHEAD
     tally.texts.append(json_bytes(_without_cache_control(tool), path).decode())
 
 
 def walk_tool_choice(choice: Any, path: str, rules: CountingRules, tally: Tally) -> None:
-    if not isinstance(choice, dict):
-        fail(path, "Input should be a valid dictionary")
-    if _required_str(choice, "type", path) == "tool":
-        tally.texts.append(_required_str(choice, "name", path))
+    _, name, _ = read_tool_choice(choice)
+    if name is not None:
+        tally.texts.append(name)
 
 
 def walk_output_config(config: Any, path: str, rules: CountingRules, tally: Tally) -> None:
-    if not isinstance(config, dict):
-        fail(path, "Input should be a valid dictionary")
-    _optional_str(config, "effort", path)
-    output_format = config.get("format")
+    _, output_format = read_output_config(config)
     if output_format is not None:
-        if not isinstance(output_format, dict):
-            fail(f"{path}.format", "Input should be a valid dictionary")
-        if too_deep(output_format.get("schema")):
-            fail(f"{path}.format.schema", TOO_DEEP)
-        # Becomes `response_format`, whose JSON schema the upstream renders into the prompt.
-        tally.texts.append(json_bytes(output_format, f"{path}.format").decode())
+        walk_output_format(output_format, f"{path}.format", rules, tally)
+
+
+def walk_output_format(output_format: Any, path: str, rules: CountingRules, tally: Tally) -> None:
+    # Becomes `response_format`, whose JSON schema the upstream renders into the prompt.
+    read_output_format(output_format, path)
+    tally.texts.append(json_bytes(output_format, path).decode())
 
 
 def check_thinking(thinking: Any, path: str) -> None:
     """`thinking` only sets the upstream's reasoning effort: it is checked, and costs nothing."""
-    if not isinstance(thinking, dict):
-        fail(path, "Input should be a valid dictionary")
-    _required_str(thinking, "type", path)
-    budget = thinking.get("budget_tokens")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)):
-        fail(f"{path}.budget_tokens", "Input should be a valid integer")
+    read_thinking(thinking)
 
 
 __all__ = [
     "Tally",
     "check_thinking",
-    "fail",
     "json_bytes",
-    "walk_blocks",
     "walk_message",
     "walk_output_config",
+    "walk_output_format",
     "walk_system",
     "walk_tool",
     "walk_tool_choice",

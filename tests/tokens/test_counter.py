@@ -61,6 +61,9 @@ def jtok(value: Any) -> int:
     return tok(text)
 
 
+URL_IMAGE = {"type": "url", "url": "https://example.com/cat.png"}
+
+
 def user(content: Any) -> dict[str, Any]:
     return {"role": "user", "content": content}
 
@@ -210,14 +213,15 @@ def test_document_title_context_and_sources() -> None:
         "type": "document",
         "source": {
             "type": "content",
-            "content": [{"type": "text", "text": "Part one."}, {"type": "image", "source": {"type": "url"}}],
+            "content": [{"type": "text", "text": "Part one."}, {"type": "image", "source": URL_IMAGE}],
         },
     }
     assert count(request(user([blocks_doc]))) == base + tok("Part one.") + 1600
     for source in ({"type": "url", "url": "https://example.com/a.pdf"}, {"type": "file", "file_id": "f"}):
         assert count(request(user([{"type": "document", "source": source}]))) == base + 4000
     rules = CountingRules(document_tokens=10)
-    assert count(request(user([{"type": "document", "source": {"type": "url"}}])), rules=rules) == base + 10
+    url_doc = {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}
+    assert count(request(user([url_doc])), rules=rules) == base + 10
 
 
 def test_tool_use_counts_name_and_input_json() -> None:
@@ -239,7 +243,7 @@ def test_tool_result_is_a_tool_message() -> None:
     assert count(request(user([as_blocks]))) == expected
     with_image = {
         **result,
-        "content": [{"type": "text", "text": "3 passed in 0.2s"}, {"type": "image", "source": {}}],
+        "content": [{"type": "text", "text": "3 passed in 0.2s"}, {"type": "image", "source": URL_IMAGE}],
     }
     assert count(request(user([with_image]))) == expected + 1600
     empty = {"type": "tool_result", "tool_use_id": "toolu_01"}
@@ -266,8 +270,17 @@ def test_server_tool_blocks_count_their_json() -> None:
     without_marker = {key: value for key, value in result.items() if key != "cache_control"}
     expected = ONE_MESSAGE + jtok(use) + jtok(without_marker)
     assert count(request(assistant([use, result]))) == expected
+    assert count(request(user([use, result]))) == expected
+
+
+def test_an_unknown_block_is_refused_as_the_translation_refuses_it() -> None:
     future = {"type": "some_future_block", "payload": "x" * 40}
-    assert count(request(user([future]))) == ONE_MESSAGE + jtok(future)
+    with pytest.raises(InvalidRequestError) as raised:
+        count(request(user([future])))
+    assert raised.value.message.startswith(
+        "messages.0.content.0: Input tag 'some_future_block' found using 'type' does not match any of the "
+        "expected tags: 'text', 'image', "
+    )
 
 
 def test_mid_conversation_system_block() -> None:
@@ -638,21 +651,38 @@ def test_estimate_encoding_name_is_public() -> None:
         ({"messages": [{"role": "user"}]}, "messages.0.content"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
         ({"messages": [{"role": "user", "content": [5]}]}, "messages.0.content.0"),
-        ({"messages": [{"role": "user", "content": [{}]}]}, "messages.0.content.0.type"),
+        ({"messages": [{"role": "user", "content": [{}]}]}, "messages.0.content.0"),
+        ({"messages": [{"role": "user", "content": [{"type": 3}]}]}, "messages.0.content.0.type"),
         ({"messages": [user([{"type": "text"}])]}, "messages.0.content.0.text"),
         ({"messages": [user([{"type": "text", "text": None}])]}, "messages.0.content.0.text"),
         ({"messages": [user([{"type": "image"}])]}, "messages.0.content.0.source"),
         ({"messages": [user([{"type": "document", "source": "x"}])]}, "messages.0.content.0.source"),
         (
             {"messages": [user([{"type": "document", "source": {"type": "base64"}}])]},
+            "messages.0.content.0.source.media_type",
+        ),
+        (
+            {
+                "messages": [
+                    user(
+                        [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf"}}]
+                    )
+                ]
+            },
             "messages.0.content.0.source.data",
         ),
         (
             {"messages": [user([{"type": "document", "source": {}, "title": 3}])]},
             "messages.0.content.0.title",
         ),
-        ({"messages": [assistant([{"type": "tool_use", "input": {}}])]}, "messages.0.content.0.name"),
-        ({"messages": [user([{"type": "tool_result", "content": 7}])]}, "messages.0.content.0.content"),
+        (
+            {"messages": [assistant([{"type": "tool_use", "id": "t", "input": {}}])]},
+            "messages.0.content.0.name",
+        ),
+        (
+            {"messages": [user([{"type": "tool_result", "tool_use_id": "t", "content": 7}])]},
+            "messages.0.content.0.content",
+        ),
         (
             {"messages": [user([{"type": "tool_result", "tool_use_id": 7}])]},
             "messages.0.content.0.tool_use_id",
@@ -660,7 +690,7 @@ def test_estimate_encoding_name_is_public() -> None:
         ({"messages": [assistant([{"type": "thinking"}])]}, "messages.0.content.0.thinking"),
         ({"messages": [assistant([{"type": "redacted_thinking", "data": 1}])]}, "messages.0.content.0.data"),
         ({"messages": [], "system": 5}, "system"),
-        ({"messages": [], "system": [{"type": "image", "source": {}}]}, "system.0.type"),
+        ({"messages": [], "system": [{"type": "image", "source": {}}]}, "system.0"),
         ({"messages": [], "system": ["text"]}, "system.0"),
         ({"messages": [], "tools": {}}, "tools"),
         ({"messages": [], "tools": [None]}, "tools.0"),
@@ -668,8 +698,14 @@ def test_estimate_encoding_name_is_public() -> None:
         ({"messages": [], "tools": [{"name": "x", "input_schema": []}]}, "tools.0.input_schema"),
         ({"messages": [], "tool_choice": "auto"}, "tool_choice"),
         ({"messages": [], "tool_choice": {"type": "tool"}}, "tool_choice.name"),
-        ({"messages": [], "thinking": {"type": "enabled", "budget_tokens": "2k"}}, "thinking.budget_tokens"),
-        ({"messages": [], "thinking": {"type": "enabled", "budget_tokens": True}}, "thinking.budget_tokens"),
+        (
+            {"messages": [], "thinking": {"type": "enabled", "budget_tokens": "2k"}},
+            "thinking.enabled.budget_tokens",
+        ),
+        (
+            {"messages": [], "thinking": {"type": "enabled", "budget_tokens": True}},
+            "thinking.enabled.budget_tokens",
+        ),
         ({"messages": [], "thinking": "on"}, "thinking"),
         ({"messages": [], "output_config": {"format": "json"}}, "output_config.format"),
         ({"messages": [], "output_config": {"effort": 3}}, "output_config.effort"),
@@ -697,10 +733,13 @@ def test_deeply_nested_input_is_rejected_not_crashed() -> None:
     deep_input = {"type": "tool_use", "id": "t", "name": "n", "input": {"a": _nested(100_000)}}
     with pytest.raises(InvalidRequestError, match=r"messages\.0"):
         count(request(assistant([deep_input])))
+    # Blocks nest only as deep as Anthropic's block types allow: a tool_result holds no tool_result.
     result: dict[str, Any] = {"type": "text", "text": "x"}
     for _ in range(10):
         result = {"type": "tool_result", "tool_use_id": "t", "content": [result]}
-    with pytest.raises(InvalidRequestError, match="nested too deeply"):
+    with pytest.raises(
+        InvalidRequestError, match=r"^messages\.0\.content\.0\.content\.0: Input tag 'tool_result'"
+    ):
         count(request(user([result])))
 
 
@@ -797,24 +836,38 @@ def test_request_shaped_garbage_raises_only_invalid_request(body: Any) -> None:
 
 TEXT = st.text(max_size=300)
 JSON_OBJECT = st.dictionaries(st.text(max_size=10), JSON, max_size=4)
+TEXT_BLOCK = st.builds(lambda t: {"type": "text", "text": t}, TEXT)
+THINKING_BLOCK = st.builds(lambda t: {"type": "thinking", "thinking": t, "signature": "s"}, TEXT)
+# Blocks a user message may carry, and those of an assistant message.
 VALID_BLOCK = st.one_of(
-    st.builds(lambda t: {"type": "text", "text": t}, TEXT),
+    TEXT_BLOCK,
     st.builds(lambda u: {"type": "image", "source": {"type": "url", "url": u}}, TEXT),
-    st.builds(lambda n, i: {"type": "tool_use", "id": "toolu_1", "name": n, "input": i}, TEXT, JSON_OBJECT),
     st.builds(
         lambda c: {"type": "tool_result", "tool_use_id": "toolu_1", "content": c},
-        TEXT | st.lists(st.builds(lambda t: {"type": "text", "text": t}, TEXT), max_size=3),
+        TEXT | st.lists(TEXT_BLOCK, max_size=3),
     ),
-    st.builds(lambda t: {"type": "thinking", "thinking": t, "signature": "s"}, TEXT),
+    THINKING_BLOCK,
     st.builds(lambda d: {"type": "document", "source": {"type": "text", "data": d}}, TEXT),
 )
-VALID_MESSAGE = st.builds(
-    lambda role, content: {"role": role, "content": content},
-    st.sampled_from(["user", "assistant"]),
-    TEXT | st.lists(VALID_BLOCK, max_size=4),
+ASSISTANT_BLOCK = st.one_of(
+    TEXT_BLOCK,
+    st.builds(
+        lambda n, i: {"type": "tool_use", "id": "toolu_1", "name": n, "input": i},
+        st.text(min_size=1, max_size=40),
+        JSON_OBJECT,
+    ),
+    THINKING_BLOCK,
+)
+VALID_MESSAGE = st.one_of(
+    st.builds(user, TEXT | st.lists(VALID_BLOCK, max_size=4)),
+    st.builds(assistant, TEXT | st.lists(ASSISTANT_BLOCK, max_size=4)),
 )
 VALID_TOOL = st.builds(
-    lambda name, description, schema: {"name": name, "description": description, "input_schema": schema},
+    lambda name, description, schema: {
+        "name": name,
+        "description": description,
+        "input_schema": {**schema, "type": "object"},
+    },
     st.text(min_size=1, max_size=20),
     TEXT,
     JSON_OBJECT,
