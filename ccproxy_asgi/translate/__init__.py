@@ -3,8 +3,9 @@
 No I/O and no ASGI: `translate_request` turns a Messages body into a chat-completions body (refusing a
 malformed one with the field's path), `translate_response` turns a completion into a `Message`, and
 `StreamTranslator` turns chunks into Anthropic stream events as they arrive. `ModelMapper` and
-`ProfileResolver` say which upstream model a request goes to and what that model accepts. The mapping,
-field by field, is in docs/protocol.md.
+`ProfileResolver` say which upstream model a request goes to and what that model accepts. Every field of
+a request is read through `translate.fields`, by the translation and the token count alike, so both
+refuse a malformed request with the same message. The mapping, field by field, is in docs/protocol.md.
 """
 
 from __future__ import annotations
