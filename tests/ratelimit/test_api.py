@@ -12,8 +12,8 @@ def test_exported_names() -> None:
         [
             "AdaptivePolicy", "AdaptiveState", "Budget", "Clock", "Cost", "CostEstimator", "Decision",
             "EffectiveLimits", "FactorChange", "FailureMode", "KeyMode", "LimiterSnapshot", "LimiterStore",
-            "MemoryStore", "MonotonicClock", "Observation", "RateLimiter", "Reservation", "Settlement",
-            "StoreUnavailableError", "Ticket", "Waiting", "WindowView", "client_identity",
+            "MemoryStore", "MonotonicClock", "Observation", "RateLimiter", "RedisStore", "Reservation",
+            "Settlement", "StoreUnavailableError", "Ticket", "Waiting", "WindowView", "client_identity",
             "key_for", "observation_from_attempts", "ratelimit_headers", "settlement_for",
         ]
     )  # fmt: skip
