@@ -19,7 +19,6 @@ from ccproxy_asgi.endpoint.messages import MessagesHandler
 from ccproxy_asgi.endpoint.models import get_one, list_page
 from ccproxy_asgi.errors import (
     ApiError,
-    InvalidRequestError,
     MethodNotAllowedError,
     NotFoundError,
     ProxyError,
@@ -35,6 +34,7 @@ from ccproxy_asgi.plumbing.responses import send_error, send_json
 from ccproxy_asgi.plumbing.routes import Route, match_route, model_id_of, route_path
 from ccproxy_asgi.provider.base import ChatProvider
 from ccproxy_asgi.provider.retry import client_retry_count
+from ccproxy_asgi.translate import fields
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.translate.options import ModelProfile, TranslationOptions
 from ccproxy_asgi.types import Receive, Scope, Send
@@ -137,17 +137,9 @@ class AnthropicEndpoint:
         return body
 
     async def _count_tokens(self, body: dict[str, Any], ctx: RequestContext, send: Send) -> None:
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequestError(
-                "model: Field required" if model is None else "model: Input should be a string"
-            )
-        if not isinstance(body.get("messages"), list):
-            raise InvalidRequestError(
-                "messages: Field required"
-                if "messages" not in body
-                else "messages: Input should be a valid list"
-            )
+        # The same readers as /v1/messages: a malformed body gets the same message on both routes.
+        model = fields.read_model(body)
+        fields.read_messages(body)
         upstream_model = self._models.resolve(model)
         ctx.requested_model = model
         ctx.upstream_model = upstream_model

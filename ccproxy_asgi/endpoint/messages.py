@@ -11,9 +11,10 @@ from ccproxy_asgi import jsonutil
 from ccproxy_asgi.context import RequestContext, Usage
 from ccproxy_asgi.endpoint.disconnect import run_until_disconnect
 from ccproxy_asgi.endpoint.sse_writer import SSEWriter
-from ccproxy_asgi.errors import InvalidRequestError, ProxyError, UpstreamError, sse_error_event
+from ccproxy_asgi.errors import ProxyError, UpstreamError, sse_error_event
 from ccproxy_asgi.plumbing.responses import send_json
 from ccproxy_asgi.provider.base import ChatProvider
+from ccproxy_asgi.translate import fields
 from ccproxy_asgi.translate.models import ModelMapper
 from ccproxy_asgi.translate.options import ModelProfile, TranslationOptions
 from ccproxy_asgi.translate.request import TranslatedRequest, translate_request
@@ -62,11 +63,7 @@ class MessagesHandler:
         self._ping_interval = ping_interval
 
     def translate(self, body: dict[str, Any], ctx: RequestContext) -> TranslatedRequest:
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequestError(
-                "model: Field required" if model is None else "model: Input should be a non-empty string"
-            )
+        model = fields.read_model(body)
         upstream_model = self._models.resolve(model)
         ctx.requested_model = model
         ctx.upstream_model = upstream_model

@@ -102,6 +102,10 @@ CASES: list[tuple[dict[str, Any], str]] = [
         "output_config.format.schema: Field required",
     ),
     (body("hi"), "messages: Input should be a valid list"),  # type: ignore[arg-type]
+    ({"max_tokens": 64, "messages": HI}, "model: Field required"),
+    ({"model": 7, "max_tokens": 64, "messages": HI}, "model: Input should be a valid string"),
+    ({"model": "", "max_tokens": 64, "messages": HI}, "model: String should have at least 1 character"),
+    ({"model": MODEL, "max_tokens": 64}, "messages: Field required"),
 ]
 
 

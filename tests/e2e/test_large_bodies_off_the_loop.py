@@ -103,12 +103,10 @@ def test_small_requests_flow_while_a_large_one_is_processed(proxy: ServerProcess
 
 def test_count_without_the_cache_is_the_same_count() -> None:
     body = build_claude_code_request(n_messages=120)
-    body["messages"][3]["content"] = [
-        {
-            "type": "document",
-            "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
-        }
-    ]
+    # A PDF in a user turn (assistant turns may not carry documents).
+    body["messages"][2]["content"].append(
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}
+    )
     for tokenizer_for in (None, lambda model: None):  # exact, and the no-tokenizer estimate
         cached = TokenCounter(tokenizer_for=tokenizer_for)
         uncached = TokenCounter(tokenizer_for=tokenizer_for, max_cached_units=10)
