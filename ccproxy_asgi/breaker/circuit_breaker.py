@@ -63,7 +63,7 @@ class CircuitBreaker:
     """Per-key closed / open / half-open breaker (see `BreakerPolicy` for the rules).
 
     `clock` must be one clock for everything that shares the store: the monotonic clock is right for the
-    memory store, the wall clock for Redis shared by several processes (`build_breaker` picks).
+    memory store, the wall clock for Redis shared by several processes (`ccproxy_asgi.app.build_breaker` picks).
     """
 
     def __init__(

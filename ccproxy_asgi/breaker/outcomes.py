@@ -19,7 +19,7 @@ from ccproxy_asgi.context import UpstreamAttempt
 
 # Statuses that say the upstream (or the gateway in front of it) cannot serve anyone right now.
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504, 529})
-# `ProxyError.error_type` values the endpoint stores as `ctx.extras["stream_error"]`: an overloaded or
+# `ProxyError.error_type` values the endpoint stores as `ctx.stream_error`: an overloaded or
 # silent upstream is unavailable; an `api_error` (a cut, a malformed chunk, an error event) broke this
 # one response after the upstream had accepted it.
 _UNAVAILABLE_STREAM_ERRORS = frozenset({"overloaded_error", "timeout_error"})

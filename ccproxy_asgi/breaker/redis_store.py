@@ -69,7 +69,7 @@ class RedisBreakerStore:
 
     `failure_mode` says what happens while Redis is unreachable: "local" runs an in-process breaker,
     "allow" lets every request through unguarded. Give the client short timeouts and no retries of its
-    own (`build_breaker` does): a slow Redis should degrade quickly, not hold requests.
+    own (`ccproxy_asgi.app.build_breaker` does): a slow Redis should degrade quickly, not hold requests.
     """
 
     def __init__(
