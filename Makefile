@@ -24,10 +24,10 @@ test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check ccproxy_asgi tests bench examples
+	$(BIN)/ruff check ccproxy_asgi tests bench examples tools
 
 typecheck: $(VENV)/.dev-installed
-	$(BIN)/mypy --strict ccproxy_asgi tests
+	$(BIN)/mypy --strict ccproxy_asgi tests tools
 
 clean:
 	rm -rf $(VENV) build *.egg-info ccproxy_asgi/_cython/*.c ccproxy_asgi/_cython/*.so
