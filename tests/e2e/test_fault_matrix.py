@@ -530,35 +530,28 @@ def test_non_utf8_bytes_in_a_json_body(matrix: Matrix) -> None:
 # --- the client goes away ----------------------------------------------------------------------------------
 
 
-def test_endless_stream_ends_when_the_client_leaves(matrix: Matrix) -> None:
-    with matrix.case("endless stream, client leaves") as case, matrix.client() as client:
-        result = read_stream(client, request_body("endless", stream=True), stop_after=20)
+@pytest.mark.parametrize(
+    ("case_name", "model", "stop_after", "upstream_saw"),
+    [
+        ("endless stream, client leaves", "endless", 20, "its connection closed by the proxy"),
+        ("client disconnects mid-stream", "slow", 3, "its connection closed by the proxy (47 chunks never sent)"),
+    ],
+)
+def test_the_upstream_connection_closes_when_the_client_leaves(
+    matrix: Matrix, case_name: str, model: str, stop_after: int, upstream_saw: str
+) -> None:
+    with matrix.case(case_name) as case, matrix.client() as client:
+        result = read_stream(client, request_body(model, stream=True), stop_after=stop_after)
         left = result.ended
         case.statuses.append(result.status)
         assert result.status == 200
-        record = matrix.upstream.wait_closed("endless")
+        record = matrix.upstream.wait_closed(model)
         assert record.closed_by == "peer"
         assert record.peer_gone_at is not None
         lag = record.peer_gone_at - left
         assert lag < 0.5
-        case.client = "200, 20 text deltas, then closed the connection"
-        case.upstream = "its connection closed by the proxy"
-        case.figure = f"{lag * 1000:.0f} ms from the client leaving to the upstream connection closed"
-
-
-def test_client_disconnects_mid_stream(matrix: Matrix) -> None:
-    with matrix.case("client disconnects mid-stream") as case, matrix.client() as client:
-        result = read_stream(client, request_body("slow", stream=True), stop_after=3)
-        left = result.ended
-        case.statuses.append(result.status)
-        assert result.status == 200
-        record = matrix.upstream.wait_closed("slow")
-        assert record.closed_by == "peer"
-        assert record.peer_gone_at is not None
-        lag = record.peer_gone_at - left
-        assert lag < 0.5
-        case.client = "200, 3 text deltas, then closed the connection"
-        case.upstream = "its connection closed by the proxy (47 chunks never sent)"
+        case.client = f"200, {stop_after} text deltas, then closed the connection"
+        case.upstream = upstream_saw
         case.figure = f"{lag * 1000:.0f} ms from the client leaving to the upstream connection closed"
 
 
