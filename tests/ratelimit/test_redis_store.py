@@ -151,7 +151,10 @@ async def test_concurrent_processes_never_overspend(
     store_factory: Callable[..., RedisStore], redis_server: RedisServer
 ) -> None:
     prefix = redis_server.unique_prefix()
-    stores = [store_factory(prefix=prefix) for _ in range(3)]  # three clients, three connection pools
+    # Three clients, three connection pools. What is tested is that concurrent decisions never overspend,
+    # not how fast 190 connections open: on a loaded machine the default 0.5 s connect timeout is too
+    # short for that burst, so these stores get generous timeouts.
+    stores = [store_factory(prefix=prefix, connect_timeout=10.0, socket_timeout=10.0) for _ in range(3)]
     budget = Budget(requests=50, tokens=10_000, window=60)
 
     async def one(i: int) -> bool:
