@@ -35,6 +35,7 @@ from ccproxy_asgi.plumbing.body import (
 from ccproxy_asgi.plumbing.pipeline import LayerKind
 from ccproxy_asgi.plumbing.responses import send_error
 from ccproxy_asgi.plumbing.routes import is_messages_call
+from ccproxy_asgi.translate import fields
 from ccproxy_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("ccproxy_asgi.breaker")
@@ -75,21 +76,21 @@ class UpstreamHeaderMiddleware:
 
 
 def _goes_upstream(body: object) -> bool:
-    """Whether a Messages body has what any Messages endpoint needs before it could call an upstream.
+    """Whether a Messages body has what the endpoint needs before it could call an upstream.
 
     Used only when admission is decided on arrival: a request that is bound to be rejected as a client
     error is passed on unguarded, so it gets its 4xx whatever the breaker's state, and proves nothing.
+    The same readers as the endpoint's, so the two never disagree on what is a client error.
     """
     if not isinstance(body, dict):
         return False
-    model, messages, max_tokens = body.get("model"), body.get("messages"), body.get("max_tokens")
-    return (
-        isinstance(model, str)
-        and bool(model)
-        and isinstance(messages, list)
-        and isinstance(max_tokens, int)
-        and not isinstance(max_tokens, bool)
-    )
+    try:
+        fields.read_model(body)
+        fields.read_messages(body)
+        fields.read_max_tokens(body)
+    except InvalidRequestError:
+        return False
+    return True
 
 
 class CircuitBreakerMiddleware:

@@ -356,3 +356,17 @@ async def test_a_body_that_never_finishes_arriving_is_a_408_on_arrival() -> None
     assert sent[0]["status"] == 408
     assert json.loads(sent[1]["body"])["error"]["type"] == "timeout_error"
     assert endpoint.calls == 0
+
+
+async def test_on_arrival_a_body_the_endpoint_refuses_passes_the_open_breaker() -> None:
+    # The same readers as the endpoint decide: max_tokens 0 is a client error (400), never a 529.
+    endpoint = FakeEndpoint()
+    cb = breaker(ManualClock(), failure_threshold=1)
+    app = layer(endpoint, cb)
+    endpoint.behaviour = answer(503)
+    await post(app)
+    assert (await post(app)).status == 529  # open
+    endpoint.behaviour = answer(None, client_status=400)
+    refused = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 0, "messages": []}).encode()
+    assert (await post(app, body=refused)).status == 400
+    assert endpoint.bodies[-1] == refused
